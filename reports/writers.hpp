@@ -1,0 +1,23 @@
+// Writers: results as JSON and as readable text, and files written so that a failed run leaves nothing behind.
+#pragma once
+
+#include <string>
+
+#include <google/protobuf/message.h>
+
+#include "reports/results.pb.h"
+
+namespace moesim::reports {
+
+// Deterministic, indented JSON with the schema's field names; every field is printed, zeros included, so
+// that output of one version always has the same keys.
+std::string to_json(const google::protobuf::Message& message);
+
+// The readable summary of an a2a run.
+std::string a2a_text(const A2aResult& result);
+
+// Writes `content` to `path` through a temporary file in the same directory and a rename, so readers never
+// see a half-written file. Throws std::invalid_argument naming the path if it cannot be written.
+void write_file_atomically(const std::string& path, const std::string& content);
+
+}  // namespace moesim::reports

@@ -1,0 +1,167 @@
+// The flow-level network: transfers as flows along routed paths, sharing links by max-min fairness.
+//
+// Theory of operation. start_flow() routes a transfer over the cluster and holds it for its start-up latency
+// (per-hop latency plus the per-message overhead of its path); it then becomes active and shares the capacity
+// of every link on its path with the other active flows, by max-min fairness (maxmin.hpp). Rates change only
+// when the set of active flows changes, and then only inside the connected component of flows and links that
+// the change touched. All arrivals and completions at one instant are handled by one recomputation: the
+// network's event runs after every other event of that instant (kPriorityNetwork).
+//
+// Between changes every rate is constant, so each flow's finish time is known; flows sit in an indexed heap by
+// finish time, and a flow's remaining bytes are settled only when its own rate changes.
+//
+// Completion window. When flows finish at many distinct instants (skewed traffic), an exact run needs one
+// recomputation per instant. With epsilon > 0, the next event gathers every flow that finishes within
+// epsilon x (time since the network last became busy) after the earliest one, and fires when the last of them
+// finishes: each flow's bytes are accounted exactly and no link ever carries more than its capacity, but a
+// flow that finished earlier in the window holds its share until the window closes, so results err late, by
+// at most the window, and simulated / lower bound never falls below 1. epsilon = 0 is the exact run.
+//
+// Per link, the network counts the bytes it carried and the time it was busy (carrying at least one flow).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <vector>
+
+#include "common/units.hpp"
+#include "sim/core/indexed_heap.hpp"
+#include "sim/core/simulator.hpp"
+#include "sim/network/maxmin.hpp"
+
+namespace moesim::topologies {
+class Cluster;
+}
+
+namespace moesim::sim::network {
+
+struct NetworkOptions {
+  double epsilon = 1e-3;  // relative completion window, see above; 0 = exact
+};
+
+// Receives completions. Implemented by whatever started the flows (a collective, a step).
+class FlowListener {
+ public:
+  virtual void on_flow_done(std::uint64_t tag) = 0;
+
+ protected:
+  ~FlowListener() = default;
+};
+
+struct LinkCounters {
+  double bytes = 0.0;
+  TimePs busy_ps = 0;
+};
+
+struct NetworkStats {
+  std::uint64_t num_flows = 0;
+  std::uint64_t num_recomputations = 0;
+  std::uint64_t num_flows_rerated = 0;  // flows whose rate a recomputation visited, summed
+  std::uint64_t max_active_flows = 0;
+  TimePs min_flow_latency_ps = std::numeric_limits<TimePs>::max();
+};
+
+class Network {
+ public:
+  Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOptions options = {});
+
+  // Starts a transfer of `bytes` from src_gpu to dst_gpu now; `listener->on_flow_done(tag)` runs when its last
+  // byte arrives. `salt` selects among equal-cost routes. A transfer to itself, or of zero bytes, completes
+  // after its start-up latency without touching any link.
+  void start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t salt, FlowListener* listener,
+                  std::uint64_t tag);
+
+  const std::vector<LinkCounters>& link_counters() const { return counters_; }
+  const NetworkStats& stats() const { return stats_; }
+  const topologies::Cluster& cluster() const { return cluster_; }
+  TimePs sim_now() const { return sim_.now(); }
+
+  // The System interface of MaxMinSolver.
+  double capacity(std::uint32_t link) const { return capacity_[link]; }
+  const std::vector<std::uint32_t>& flows_on(std::uint32_t link) const { return flows_on_[link]; }
+  struct PathView {
+    const std::uint32_t* first;
+    const std::uint32_t* last;
+    const std::uint32_t* begin() const { return first; }
+    const std::uint32_t* end() const { return last; }
+  };
+  PathView links_of(std::uint32_t flow) const {
+    const PathRef ref = paths_[flow];
+    const std::uint32_t* p = path_links_.data() + ref.begin;
+    return {p, p + ref.num_hops};
+  }
+
+ private:
+  struct Flow {
+    double bytes = 0.0;
+    double remaining = 0.0;   // bytes left as of updated_at
+    double rate = 0.0;        // bytes per ps
+    double updated_at = 0.0;  // ps
+    FlowListener* listener = nullptr;
+    std::uint64_t tag = 0;
+  };
+  // Where a flow's links sit in path_links_; kept apart from Flow so the solver's inner loops touch 8 bytes
+  // per flow instead of the whole record.
+  struct PathRef {
+    std::uint32_t begin = 0;
+    std::uint32_t num_hops = 0;
+  };
+  struct Done {
+    FlowListener* listener;
+    std::uint64_t tag;
+  };
+
+  void on_event(std::uint64_t generation);
+  void schedule_next();
+  TimePs next_completion_time() const;
+  void activate(std::uint32_t flow, TimePs now);
+  void retire_finished(TimePs now);
+  void set_slot(std::uint32_t flow, std::uint32_t link, std::uint32_t slot);
+  void recompute(TimePs now);
+  void mark_changed(std::uint32_t link);
+  void reset_if_idle();
+
+  Simulator& sim_;
+  const topologies::Cluster& cluster_;
+  NetworkOptions options_;
+
+  std::vector<double> capacity_;  // bytes per ps, by link
+  std::vector<std::vector<std::uint32_t>> flows_on_;
+  std::vector<LinkCounters> counters_;
+  std::vector<TimePs> busy_since_;
+
+  std::vector<Flow> flows_;
+  std::vector<PathRef> paths_;  // by flow
+  std::vector<std::uint32_t> path_links_;  // flows' paths, appended; reset when the network is idle
+  std::vector<std::uint32_t> path_slots_;  // parallel to path_links_: the flow's index in flows_on_[link]
+  // Flows in their start-up latency, by the time they become active. Few distinct instants hold many flows
+  // (a collective starts its flows together), so a map of buckets beats a heap of flows.
+  std::map<TimePs, std::vector<std::uint32_t>> arrivals_;
+  IndexedMinHeap finish_;  // active flows by finish time (ps)
+  std::vector<Done> done_;
+  std::vector<std::uint32_t> retiring_;        // scratch of retire_finished
+  std::vector<std::uint32_t> dying_on_link_;   // by link: flows of the current retirement on it
+  std::vector<std::uint32_t> touched_links_;
+  std::vector<char> is_dying_;                 // by flow
+  std::uint64_t num_active_ = 0;
+
+  // Recomputation scratch: links touched since the last recomputation, and the component found from them.
+  std::vector<std::uint32_t> changed_links_;
+  std::vector<std::uint32_t> link_mark_;
+  std::vector<std::uint32_t> flow_mark_;
+  std::uint32_t mark_ = 0;
+  std::vector<std::uint32_t> component_flows_;
+  std::vector<std::uint32_t> component_links_;
+  std::vector<double> new_rates_;
+  MaxMinSolver solver_;
+  std::vector<std::uint32_t> route_scratch_;
+
+  TimePs busy_start_ = 0;
+  std::uint64_t generation_ = 0;
+  TimePs scheduled_at_ = -1;
+  bool in_event_ = false;
+  NetworkStats stats_;
+};
+
+}  // namespace moesim::sim::network

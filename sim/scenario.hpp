@@ -1,0 +1,66 @@
+// A scenario bundles what one `moesim a2a` run needs: cluster, model, routing and options. It comes from a
+// scenario file (--scenario), then command-line flags, over the neutral defaults of ScenarioSpec; the embedded
+// default scenario runs when nothing names a cluster or a workload.
+//
+//   cluster: h800              # preset name, cluster YAML path, or an inline mapping in the cluster schema
+//   nodes: 32                  # node count (overrides the preset's or file's)
+//   model: deepseek-v3         # preset, model YAML, HF config.json, or an inline mapping
+//   tokens_per_rank: 4096
+//   ep: 64                     # EP group size (default: gcd(GPUs, experts))
+//   routing: zipf:1.0          # uniform | zipf:S
+//   node_limit: 4              # at most this many nodes per token (0: no limit)
+//   algorithm: rail            # direct | pairwise | hierarchical | rail
+//   token_dedup: true          # a token bound for several experts on one rank (node) travels once
+//   seed: 1
+//   epsilon: 0.001             # completion window of the network (see sim/network/network.hpp)
+//   bytes_per_rank: 64 MiB     # instead of a model: a plain all-to-all, each rank's send buffer
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <yaml-cpp/yaml.h>
+
+#include "sim/a2a.hpp"
+#include "topologies/cluster_config.hpp"
+
+namespace moesim::sim {
+
+// The scenario before resolution: names and values as written, so later layers can override them.
+struct ScenarioSpec {
+  std::string cluster;          // preset or path; ignored when cluster_inline is set
+  YAML::Node cluster_inline;
+  std::string cluster_source;   // for messages about an inline cluster
+  std::optional<int> nodes;
+  std::string model;
+  YAML::Node model_inline;
+  std::string model_source;
+  std::optional<double> bytes_per_rank;
+  std::int64_t tokens_per_rank = 4096;
+  int ep = 0;
+  std::string routing = "uniform";
+  int node_limit = 0;
+  std::string algorithm = "direct";
+  bool token_dedup = true;
+  std::uint64_t seed = 1;
+  double epsilon = 1e-3;
+};
+
+// The embedded default: one DeepSeek-V3 MoE layer on 32 nodes of h800.
+ScenarioSpec default_scenario();
+extern const char* const kDefaultScenarioYaml;
+
+// Applies a scenario mapping on top of `base`. `source` names the file in messages.
+ScenarioSpec apply_scenario(ScenarioSpec base, const YAML::Node& node, const std::string& source);
+ScenarioSpec load_scenario_file(ScenarioSpec base, const std::string& path);
+
+struct ResolvedScenario {
+  topologies::ClusterConfig cluster;
+  A2aConfig a2a;
+};
+
+// Loads cluster and model and checks every value; throws std::invalid_argument naming what is wrong.
+ResolvedScenario resolve(const ScenarioSpec& spec);
+
+}  // namespace moesim::sim

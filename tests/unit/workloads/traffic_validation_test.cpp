@@ -1,0 +1,261 @@
+// Sampled traffic against closed-form (or exactly enumerated) expectations, printed side by side.
+//
+// Every count checked here is a sum of independent per-token indicators (or bounded per-token counts), so it
+// is binomial (or close to normal) with a variance we can write down; each check allows 5 standard deviations.
+// The seeds are fixed, so a pass is reproducible; 5 sigma makes a false alarm on a correct sampler improbable
+// (about 6e-7 per check) while a biased sampler at these sample sizes would miss by far more.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "workloads/traffic.hpp"
+
+namespace moesim::workloads {
+namespace {
+
+constexpr double kSigmas = 5.0;
+
+// Index of [row][col] in a row-major matrix `width` wide.
+std::size_t cell(int row, int width, int col) {
+  return static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(col);
+}
+
+std::vector<int> shape(int num_nodes, int gpus_per_node) {
+  std::vector<int> node_of_gpu(static_cast<std::size_t>(num_nodes * gpus_per_node));
+  for (std::size_t g = 0; g < node_of_gpu.size(); ++g) node_of_gpu[g] = static_cast<int>(g) / gpus_per_node;
+  return node_of_gpu;
+}
+
+TrafficOptions make_options(int ep, std::int64_t tokens_per_rank, int num_experts, int num_topk,
+                            const std::string& routing, int node_limit, std::uint64_t seed) {
+  TrafficOptions options;
+  options.ep = ep;
+  options.tokens_per_rank = tokens_per_rank;
+  options.num_experts = num_experts;
+  options.num_topk = num_topk;
+  options.routing = parse_routing(routing);
+  options.routing.node_limit = node_limit;
+  options.seed = seed;
+  return options;
+}
+
+// C(n, k) as a double (exact for the small arguments used here).
+double choose(int n, int k) {
+  if (k < 0 || k > n) return 0.0;
+  double result = 1.0;
+  for (int i = 1; i <= k; ++i) result = result * (n - k + i) / i;
+  return result;
+}
+
+// Checks that `actual` is within kSigmas standard deviations of `mean`; returns |z| for the summary.
+double expect_near_mean(double actual, double mean, double stddev, const std::string& what) {
+  const double z = stddev > 0.0 ? (actual - mean) / stddev : (actual == mean ? 0.0 : INFINITY);
+  EXPECT_LE(std::abs(z), kSigmas) << what << ": expected " << mean << " +- " << stddev << ", got " << actual;
+  return std::abs(z);
+}
+
+TEST(TrafficValidation, UniformTokensAndCopiesPerRank) {
+  // E = 64 experts, top-6, ep = 16 ranks of m = 4 experts, 2 nodes of 8 GPUs. A token misses a given rank when
+  // all 6 of its experts are among the other E - m, so it reaches the rank with probability
+  //   1 - C(E - m, k) / C(E, k),
+  // and a given node (E/2 = 32 experts) with probability 1 - C(E - 32, k) / C(E, k). The copies a token sends to
+  // a rank are hypergeometric: mean k m / E, variance k (m/E) (1 - m/E) (E - k) / (E - 1).
+  const int num_experts = 64;
+  const int k = 6;
+  const int ep = 16;
+  const int m = num_experts / ep;
+  const std::int64_t t = 40000;
+  const LayerTraffic traffic =
+      build_layer_traffic(shape(2, 8), make_options(ep, t, num_experts, k, "uniform", 0, 2024));
+  const EpGroupTraffic& group = traffic.groups[0];
+
+  const double p_rank = 1.0 - choose(num_experts - m, k) / choose(num_experts, k);
+  const double tokens_mean = static_cast<double>(t) * p_rank;
+  const double tokens_sd = std::sqrt(static_cast<double>(t) * p_rank * (1.0 - p_rank));
+  const double q = static_cast<double>(m) / num_experts;
+  const double copies_mean = static_cast<double>(t) * k * q;
+  const double copies_sd =
+      std::sqrt(static_cast<double>(t) * k * q * (1.0 - q) * (num_experts - k) / (num_experts - 1));
+  const int per_node = num_experts / 2;
+  const double p_node = 1.0 - choose(num_experts - per_node, k) / choose(num_experts, k);
+  const double node_mean = static_cast<double>(t) * p_node;
+  const double node_sd = std::sqrt(static_cast<double>(t) * p_node * (1.0 - p_node));
+
+  double worst_tokens = 0.0;
+  double worst_copies = 0.0;
+  double worst_node = 0.0;
+  for (int s = 0; s < ep; ++s) {
+    for (int d = 0; d < ep; ++d) {
+      const auto idx = cell(s, ep, d);
+      const std::string where = "src " + std::to_string(s) + " dst " + std::to_string(d);
+      worst_tokens = std::max(worst_tokens, expect_near_mean(static_cast<double>(group.tokens_to_rank[idx]),
+                                                             tokens_mean, tokens_sd, "tokens_to_rank " + where));
+      worst_copies = std::max(worst_copies, expect_near_mean(static_cast<double>(group.copies_to_rank[idx]),
+                                                             copies_mean, copies_sd, "copies_to_rank " + where));
+    }
+    for (int n = 0; n < 2; ++n) {
+      const auto idx = cell(s, 2, n);
+      worst_node = std::max(worst_node, expect_near_mean(static_cast<double>(group.tokens_to_node[idx]), node_mean,
+                                                         node_sd, "tokens_to_node src " + std::to_string(s)));
+    }
+  }
+  std::printf("uniform E=%d top-%d ep=%d, %lld tokens per rank\n", num_experts, k, ep, static_cast<long long>(t));
+  std::printf("  tokens_to_rank: expectation %.1f +- %.1f, actual [0][1] %lld, [5][9] %lld; worst |z| %.2f\n",
+              tokens_mean, tokens_sd, static_cast<long long>(group.tokens_to_rank[1]),
+              static_cast<long long>(group.tokens_to_rank[5 * ep + 9]), worst_tokens);
+  std::printf("  copies_to_rank: expectation %.1f +- %.1f, actual [0][1] %lld, [5][9] %lld; worst |z| %.2f\n",
+              copies_mean, copies_sd, static_cast<long long>(group.copies_to_rank[1]),
+              static_cast<long long>(group.copies_to_rank[5 * ep + 9]), worst_copies);
+  std::printf("  tokens_to_node: expectation %.1f +- %.1f, actual [0][0] %lld, [7][1] %lld; worst |z| %.2f\n",
+              node_mean, node_sd, static_cast<long long>(group.tokens_to_node[0]),
+              static_cast<long long>(group.tokens_to_node[7 * 2 + 1]), worst_node);
+}
+
+TEST(TrafficValidation, ZipfTop1FrequenciesMatchThePopularity) {
+  // With top-1, each token picks expert e with probability p_e, independently: the count of e is
+  // Binomial(N, p_e). Checked per expert (5 sigma) and overall by Pearson's chi-square with E - 1 degrees of
+  // freedom (mean E - 1, variance 2 (E - 1)).
+  const int num_experts = 32;
+  const std::int64_t t = 20000;
+  const auto cluster = shape(2, 8);
+  const LayerTraffic traffic = build_layer_traffic(cluster, make_options(16, t, num_experts, 1, "zipf:1.2", 0, 99));
+  const std::vector<double> p = expert_popularity(traffic.options.routing, num_experts, traffic.options.seed);
+  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
+
+  double chi_square = 0.0;
+  double worst = 0.0;
+  std::printf("zipf:1.2 top-1, %.0f tokens: expert, expectation, actual\n", n);
+  for (int e = 0; e < num_experts; ++e) {
+    const double expected = n * p[static_cast<std::size_t>(e)];
+    const double actual = static_cast<double>(traffic.tokens_per_expert[static_cast<std::size_t>(e)]);
+    chi_square += (actual - expected) * (actual - expected) / expected;
+    worst =
+        std::max(worst, expect_near_mean(actual, expected, std::sqrt(expected * (1.0 - p[static_cast<std::size_t>(e)])),
+                                         "expert " + std::to_string(e)));
+    if (e < 6) std::printf("  %2d  %9.1f  %9.0f\n", e, expected, actual);
+  }
+  const double dof = num_experts - 1;
+  std::printf("  chi-square %.1f (expectation %.0f +- %.1f); worst |z| %.2f\n", chi_square, dof, std::sqrt(2 * dof),
+              worst);
+  EXPECT_LE(chi_square, dof + kSigmas * std::sqrt(2 * dof));
+}
+
+TEST(TrafficValidation, ZipfTop2IsSamplingWithoutReplacement) {
+  // Successive sampling: expert e is among a token's two experts with probability
+  //   p_e + sum_{j != e} p_j p_e / (1 - p_j)
+  // (first pick, or second after some j). A sampler that allowed duplicates or drew the second expert from p
+  // unconditioned would miss this for the hot experts.
+  const int num_experts = 16;
+  const std::int64_t t = 20000;
+  const auto cluster = shape(2, 8);
+  const LayerTraffic traffic = build_layer_traffic(cluster, make_options(16, t, num_experts, 2, "zipf:1.5", 0, 5));
+  const std::vector<double> p = expert_popularity(traffic.options.routing, num_experts, traffic.options.seed);
+  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
+  double worst = 0.0;
+  std::printf("zipf:1.5 top-2, %.0f tokens: expert, p, inclusion probability, expectation, actual\n", n);
+  for (int e = 0; e < num_experts; ++e) {
+    double inclusion = p[static_cast<std::size_t>(e)];
+    for (int j = 0; j < num_experts; ++j) {
+      if (j != e)
+        inclusion +=
+            p[static_cast<std::size_t>(j)] * p[static_cast<std::size_t>(e)] / (1.0 - p[static_cast<std::size_t>(j)]);
+    }
+    const double actual = static_cast<double>(traffic.tokens_per_expert[static_cast<std::size_t>(e)]);
+    worst = std::max(worst, expect_near_mean(actual, n * inclusion, std::sqrt(n * inclusion * (1.0 - inclusion)),
+                                             "expert " + std::to_string(e)));
+    if (e < 6)
+      std::printf("  %2d  %.4f  %.4f  %9.1f  %9.0f\n", e, p[static_cast<std::size_t>(e)], inclusion, n * inclusion,
+                  actual);
+  }
+  std::printf("  worst |z| %.2f\n", worst);
+}
+
+// The exact law of node-limited successive sampling, by enumerating every ordered pick sequence: each step takes
+// an eligible expert (not picked; on a touched node once `limit` nodes are touched) with probability
+// proportional to its popularity. Returns per-expert inclusion and per-node hit probabilities.
+void enumerate_node_limited(const std::vector<double>& p, const std::vector<int>& node_of_expert, int num_nodes, int k,
+                            int limit, std::vector<double>& inclusion, std::vector<double>& node_hit) {
+  const auto num_experts = static_cast<int>(p.size());
+  inclusion.assign(p.size(), 0.0);
+  node_hit.assign(static_cast<std::size_t>(num_nodes), 0.0);
+  std::vector<bool> picked(p.size(), false);
+  std::vector<int> touched_count(static_cast<std::size_t>(num_nodes), 0);
+  std::function<void(int, int, double)> recurse = [&](int depth, int num_touched, double probability) {
+    if (depth == k) {
+      for (int e = 0; e < num_experts; ++e) {
+        if (picked[static_cast<std::size_t>(e)]) inclusion[static_cast<std::size_t>(e)] += probability;
+      }
+      for (int n = 0; n < num_nodes; ++n) {
+        if (touched_count[static_cast<std::size_t>(n)] > 0) node_hit[static_cast<std::size_t>(n)] += probability;
+      }
+      return;
+    }
+    auto eligible = [&](int e) {
+      const auto node = static_cast<std::size_t>(node_of_expert[static_cast<std::size_t>(e)]);
+      return !picked[static_cast<std::size_t>(e)] && (num_touched < limit || touched_count[node] > 0);
+    };
+    double total = 0.0;
+    for (int e = 0; e < num_experts; ++e) total += eligible(e) ? p[static_cast<std::size_t>(e)] : 0.0;
+    for (int e = 0; e < num_experts; ++e) {
+      if (!eligible(e)) continue;
+      const auto node = static_cast<std::size_t>(node_of_expert[static_cast<std::size_t>(e)]);
+      const int is_new = touched_count[node] == 0 ? 1 : 0;
+      picked[static_cast<std::size_t>(e)] = true;
+      ++touched_count[node];
+      recurse(depth + 1, num_touched + is_new, probability * p[static_cast<std::size_t>(e)] / total);
+      --touched_count[node];
+      picked[static_cast<std::size_t>(e)] = false;
+    }
+  };
+  recurse(0, 0, 1.0);
+}
+
+TEST(TrafficValidation, NodeLimitedRoutingMatchesTheExactLaw) {
+  // 3 nodes of 2 GPUs, one group of 6 ranks with 2 experts each (4 per node), top-3. The exact inclusion and
+  // node-hit probabilities come from enumerating all 12 x 11 x 10 pick sequences; the sampler must match them
+  // with and without skew, whether the limit binds hard (1 node) or mildly (2 nodes).
+  const auto cluster = shape(3, 2);
+  const int num_experts = 12;
+  const int k = 3;
+  const std::int64_t t = 50000;
+  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
+  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
+  for (int e = 0; e < num_experts; ++e) node_of_expert[static_cast<std::size_t>(e)] = e / 4;
+
+  for (const char* routing : {"uniform", "zipf:1.5", "zipf:4"}) {
+    for (const int limit : {1, 2}) {
+      SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(limit));
+      const LayerTraffic traffic = build_layer_traffic(cluster, make_options(6, t, num_experts, k, routing, limit, 31));
+      const std::vector<double> p = expert_popularity(traffic.options.routing, num_experts, traffic.options.seed);
+      std::vector<double> inclusion;
+      std::vector<double> node_hit;
+      enumerate_node_limited(p, node_of_expert, 3, k, limit, inclusion, node_hit);
+
+      double worst = 0.0;
+      for (int e = 0; e < num_experts; ++e) {
+        const double q = inclusion[static_cast<std::size_t>(e)];
+        worst = std::max(
+            worst, expect_near_mean(static_cast<double>(traffic.tokens_per_expert[static_cast<std::size_t>(e)]), n * q,
+                                    std::sqrt(n * q * (1.0 - q)), "expert " + std::to_string(e)));
+      }
+      const EpGroupTraffic& group = traffic.groups[0];
+      std::printf("%s, node limit %d, %.0f tokens: node, exact hit probability, expectation, actual\n", routing, limit,
+                  n);
+      for (int node = 0; node < 3; ++node) {
+        std::int64_t hits = 0;
+        for (int s = 0; s < 6; ++s) hits += group.tokens_to_node[cell(s, 3, node)];
+        const double h = node_hit[static_cast<std::size_t>(node)];
+        worst = std::max(worst, expect_near_mean(static_cast<double>(hits), n * h, std::sqrt(n * h * (1.0 - h)),
+                                                 "node " + std::to_string(node)));
+        std::printf("  %d  %.5f  %9.1f  %9lld\n", node, h, n * h, static_cast<long long>(hits));
+      }
+      std::printf("  worst |z| over experts and nodes %.2f\n", worst);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moesim::workloads

@@ -1,0 +1,134 @@
+// Analytic validation of the network and the All-to-All algorithms: each test computes its expectation from a
+// closed form written out in the comment and prints it beside the simulated value.
+#include <cstdio>
+#include <numeric>
+
+#include <gtest/gtest.h>
+
+#include "../unit/sim/test_clusters.hpp"
+#include "reports/writers.hpp"
+#include "sim/a2a.hpp"
+#include "topologies/cluster.hpp"
+#include "workloads/traffic.hpp"
+
+namespace moesim::sim {
+namespace {
+
+void print(const char* what, double expected, double actual) {
+  std::printf("%s: Expectation: %.6f us / Actual result: %.6f us (ratio %.6f)\n", what, expected, actual,
+              actual / expected);
+}
+
+TEST(A2aValidation, UniformDirectOnACrossbarMatchesTheClosedForm) {
+  // n = 16 GPUs on one crossbar, 100 GB/s ports, 1 us per hop (2 us per path). Each rank's 16 MiB send buffer
+  // is split over the 16 ranks: c = 1 MiB per pair; the self chunk stays local. Every port carries n - 1 = 15
+  // equal flows, so every flow runs at 100/15 GB/s and all finish together:
+  //   T = 2 us + 15 * c / 100 GB/s.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(16, "100 GB/s", "1 us"));
+  A2aConfig config;
+  config.cluster_name = "crossbar";
+  config.bytes_per_rank = 16.0 * 1024 * 1024;
+  config.epsilon = 0.0;
+  const auto result = run_a2a(cluster, config);
+  const double expected_us = 2.0 + 15.0 * 1024 * 1024 / 100e9 * 1e6;
+  print("direct", expected_us, result.collectives(0).time_us());
+  EXPECT_NEAR(result.collectives(0).time_us(), expected_us, 1e-6);
+  // nccl-tests: algbw = send buffer / time, busbw = algbw * (n - 1) / n.
+  EXPECT_NEAR(result.collectives(0).algbw_gbps(), config.bytes_per_rank / (expected_us * 1e-6) / 1e9, 1e-6);
+  EXPECT_NEAR(result.collectives(0).busbw_gbps(), result.collectives(0).algbw_gbps() * 15.0 / 16.0, 1e-9);
+}
+
+TEST(A2aValidation, PairwiseOnACrossbarTakesOneLatencyAndOneChunkPerRound) {
+  // In round k every rank sends one chunk to r + k and receives one from r - k: no port carries two flows, so
+  // each of the n - 1 rounds takes 2 us + c / 100 GB/s:  T = 15 * (2 us + c / 100 GB/s).
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(16, "100 GB/s", "1 us"));
+  A2aConfig config;
+  config.cluster_name = "crossbar";
+  config.bytes_per_rank = 16.0 * 1024 * 1024;
+  config.algorithm = collectives::A2aAlgorithm::kPairwise;
+  config.epsilon = 0.0;
+  const auto result = run_a2a(cluster, config);
+  const double expected_us = 15.0 * (2.0 + 1024.0 * 1024 / 100e9 * 1e6);
+  print("pairwise", expected_us, result.collectives(0).time_us());
+  EXPECT_NEAR(result.collectives(0).time_us(), expected_us, 1e-5);
+}
+
+TEST(A2aValidation, UniformDirectInsideOneNvSwitchNodeIsWithinOnePercentOfTheBound) {
+  // One dgx-h100 node: 8 GPUs on NVSwitch at 450 GB/s per direction. With a 256 MiB send buffer each GPU's
+  // port carries 7/8 of it; the bound is that over 450 GB/s plus the path latency, and a direct all-to-all
+  // on a non-blocking crossbar is bandwidth-bound: within 1%.
+  const topologies::Cluster cluster(topologies::load_cluster("dgx-h100", 1));
+  A2aConfig config;
+  config.cluster_name = "dgx-h100";
+  config.bytes_per_rank = 256.0 * 1024 * 1024;
+  const auto result = run_a2a(cluster, config);
+  const auto& c = result.collectives(0);
+  const double port_us = 7.0 / 8.0 * config.bytes_per_rank / cluster.link(0).capacity_bps * 1e6;
+  print("nvswitch node", c.bound_us(), c.time_us());
+  EXPECT_GT(c.bound_us(), port_us);
+  EXPECT_GE(c.sim_over_bound(), 1.0);
+  EXPECT_LE(c.sim_over_bound(), 1.01);
+}
+
+TEST(A2aValidation, BytesAreConservedThroughTheLayer) {
+  // Direct dispatch without deduplication: every (token, expert) copy whose expert lives on another rank
+  // crosses the network once, so bytes delivered = off-diagonal copies x bytes per copy, and with the local
+  // copies added back, the total is GPUs x tokens x top-k x bytes per copy.
+  const topologies::Cluster cluster(topologies::load_cluster("dgx-h100", 2));
+  A2aConfig config;
+  config.cluster_name = "dgx-h100";
+  config.model = workloads::load_model("mixtral-8x7b");
+  config.tokens_per_rank = 512;
+  config.ep = 8;
+  config.token_dedup = false;
+  config.routing = workloads::parse_routing("zipf:1.2");
+  const auto result = run_a2a(cluster, config);
+  workloads::TrafficOptions options{8, 512, 8, 2, config.routing, config.seed};
+  const auto traffic = workloads::build_layer_traffic(cluster, options);
+  double local = 0.0;
+  for (const auto& g : traffic.groups) {
+    for (std::size_t r = 0; r < g.gpus.size(); ++r) local += static_cast<double>(g.copies_to_rank[r * g.gpus.size() + r]);
+  }
+  const double per_copy = config.model->dispatch_bytes_per_token();
+  const double all_copies = 16.0 * 512 * 2;
+  EXPECT_DOUBLE_EQ(result.collectives(0).total_bytes() + local * per_copy, all_copies * per_copy);
+  EXPECT_DOUBLE_EQ(result.collectives(0).wire_bytes_per_rank().mean_sent(),
+                   result.collectives(0).wire_bytes_per_rank().mean_received());
+}
+
+TEST(A2aValidation, NoAlgorithmBeatsTheLinkBound) {
+  // The oracle of every run: simulated / bound >= 1 (the window errs late, never early).
+  const topologies::Cluster cluster(topologies::load_cluster("h800", 4));
+  for (auto algorithm : {collectives::A2aAlgorithm::kDirect, collectives::A2aAlgorithm::kPairwise,
+                         collectives::A2aAlgorithm::kHierarchical, collectives::A2aAlgorithm::kRail}) {
+    A2aConfig config;
+    config.cluster_name = "h800";
+    config.model = workloads::load_model("deepseek-v3");
+    config.tokens_per_rank = 256;
+    config.routing = workloads::parse_routing("zipf:1.5");
+    config.routing.node_limit = 2;
+    config.algorithm = algorithm;
+    config.epsilon = 0.01;
+    const auto result = run_a2a(cluster, config);
+    for (const auto& c : result.collectives()) {
+      EXPECT_GE(c.sim_over_bound(), 1.0) << collectives::algorithm_name(algorithm) << " " << c.name();
+    }
+  }
+}
+
+TEST(A2aValidation, SameSeedGivesByteIdenticalJsonAndAnotherSeedDoesNot) {
+  const topologies::Cluster cluster(topologies::load_cluster("h800", 2));
+  A2aConfig config;
+  config.cluster_name = "h800";
+  config.model = workloads::load_model("deepseek-v3");
+  config.tokens_per_rank = 256;
+  config.routing = workloads::parse_routing("zipf:1.0");
+  const std::string first = reports::to_json(run_a2a(cluster, config));
+  const std::string second = reports::to_json(run_a2a(cluster, config));
+  EXPECT_EQ(first, second);
+  config.seed = 2;
+  EXPECT_NE(first, reports::to_json(run_a2a(cluster, config)));
+}
+
+}  // namespace
+}  // namespace moesim::sim

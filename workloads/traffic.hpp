@@ -1,0 +1,60 @@
+// The traffic of one MoE layer, built from per-token sampled routing (never from averages).
+//
+// The GPUs are split into EP groups of `ep` consecutive GPUs, all running the layer at once. Each group holds
+// every routed expert once, placed contiguously (rank r of a group holds experts
+// [r * E / ep, (r + 1) * E / ep)). Each rank owns tokens_per_rank tokens; every token picks its experts (see
+// routing.hpp), and the counts below record, per source rank, how many tokens (or token copies) must reach each
+// destination rank and node. Matrices are dense, row-major, ep x ep (or ep x group nodes).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "workloads/routing.hpp"
+
+namespace moesim::topologies {
+class Cluster;
+}
+
+namespace moesim::workloads {
+
+struct TrafficOptions {
+  int ep = 0;  // EP group size; must divide the GPU count and the expert count
+  std::int64_t tokens_per_rank = 0;
+  int num_experts = 0;
+  int num_topk = 0;
+  RoutingSpec routing;
+  std::uint64_t seed = 0;
+};
+
+struct EpGroupTraffic {
+  std::vector<int> gpus;          // global GPU index of each EP rank
+  std::vector<int> node_of_rank;  // group-local node index of each rank (nodes in order of first appearance)
+  int num_nodes = 0;              // distinct nodes in the group
+  // [src * ep + dst]: tokens of src with at least one expert on dst (one copy per rank)
+  std::vector<std::int64_t> tokens_to_rank;
+  // [src * ep + dst]: (token, expert) pairs of src with the expert on dst (one copy per expert)
+  std::vector<std::int64_t> copies_to_rank;
+  // [src * num_nodes + node]: tokens of src with at least one expert on a GPU of that node (one copy per node)
+  std::vector<std::int64_t> tokens_to_node;
+  // [src * num_nodes + node]: (token, expert) pairs of src with the expert on that node
+  std::vector<std::int64_t> copies_to_node;
+};
+
+struct LayerTraffic {
+  TrafficOptions options;
+  std::vector<EpGroupTraffic> groups;
+  std::vector<std::int64_t> tokens_per_expert;  // summed over groups, by expert idx
+};
+
+// Validates the options against the cluster (EP divides the GPUs and the experts, top-k <= experts, a node limit
+// that can be met) and samples the routing. Throws std::invalid_argument with what was expected.
+LayerTraffic build_layer_traffic(const topologies::Cluster& cluster, const TrafficOptions& options);
+
+// The same from the cluster's shape alone: node_of_gpu[g] is the node of GPU g (any non-negative labels). The
+// ranks are spread over `num_threads` threads (0: std::thread::hardware_concurrency()); the result is identical,
+// byte for byte, for every thread count.
+LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const TrafficOptions& options,
+                                 int num_threads = 0);
+
+}  // namespace moesim::workloads
