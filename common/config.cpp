@@ -70,7 +70,9 @@ YAML::Node ConfigMap::get(std::string_view key) const {
   return value;
 }
 
-YAML::Node ConfigMap::raw(std::string_view key) const { return get(key); }
+YAML::Node ConfigMap::raw(std::string_view key) const {
+  return get(key);
+}
 
 std::string ConfigMap::scalar(std::string_view key, const YAML::Node& value, std::string_view what) const {
   if (!value.IsScalar()) fail(key, "expected " + std::string(what) + ", got " + describe(value));

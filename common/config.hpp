@@ -50,8 +50,8 @@ class ConfigMap {
                        std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
   bool boolean(std::string_view key, std::optional<bool> fallback = std::nullopt) const;
   double bandwidth(std::string_view key, std::optional<double> fallback = std::nullopt) const;  // bytes/s, > 0
-  TimePs duration(std::string_view key, std::optional<TimePs> fallback = std::nullopt) const;  // >= 0
-  double size(std::string_view key, std::optional<double> fallback = std::nullopt) const;      // bytes, >= 0
+  TimePs duration(std::string_view key, std::optional<TimePs> fallback = std::nullopt) const;   // >= 0
+  double size(std::string_view key, std::optional<double> fallback = std::nullopt) const;       // bytes, >= 0
 
   ConfigMap map(std::string_view key) const;  // required sub-mapping
   std::optional<ConfigMap> optional_map(std::string_view key) const;

@@ -17,7 +17,9 @@ constexpr std::uint64_t splitmix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-constexpr std::uint64_t hash_combine(std::uint64_t a, std::uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+constexpr std::uint64_t hash_combine(std::uint64_t a, std::uint64_t b) {
+  return splitmix64(a ^ splitmix64(b));
+}
 
 // xoshiro256** (Blackman and Vigna), seeded through SplitMix64.
 class Rng {

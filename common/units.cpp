@@ -27,8 +27,8 @@ std::pair<double, std::string_view> split_quantity(std::string_view text, std::s
   std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
   while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
   if (!std::isfinite(value) || value < 0.0) {
-    throw std::invalid_argument("expected a finite, non-negative " + std::string(what) + ", got '" +
-                                std::string(text) + "'");
+    throw std::invalid_argument("expected a finite, non-negative " + std::string(what) + ", got '" + std::string(text) +
+                                "'");
   }
   return {value, unit};
 }
@@ -48,8 +48,13 @@ double scaled(std::string_view text, std::string_view what, const std::array<Uni
 }  // namespace
 
 double parse_bandwidth(std::string_view text) {
-  static constexpr std::array<Unit, 8> kUnits{{{"Mb/s", 1e6 / 8}, {"Gb/s", 1e9 / 8}, {"Tb/s", 1e12 / 8},
-                                               {"kB/s", 1e3}, {"MB/s", 1e6}, {"GB/s", 1e9}, {"TB/s", 1e12},
+  static constexpr std::array<Unit, 8> kUnits{{{"Mb/s", 1e6 / 8},
+                                               {"Gb/s", 1e9 / 8},
+                                               {"Tb/s", 1e12 / 8},
+                                               {"kB/s", 1e3},
+                                               {"MB/s", 1e6},
+                                               {"GB/s", 1e9},
+                                               {"TB/s", 1e12},
                                                {"B/s", 1.0}}};
   return scaled(text, "a bandwidth such as '400 Gb/s' or '450 GB/s'", kUnits);
 }
@@ -62,8 +67,14 @@ TimePs parse_duration(std::string_view text) {
 }
 
 double parse_size(std::string_view text) {
-  static constexpr std::array<Unit, 9> kUnits{{{"B", 1.0}, {"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-                                               {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0},
+  static constexpr std::array<Unit, 9> kUnits{{{"B", 1.0},
+                                               {"kB", 1e3},
+                                               {"MB", 1e6},
+                                               {"GB", 1e9},
+                                               {"TB", 1e12},
+                                               {"KiB", 1024.0},
+                                               {"MiB", 1048576.0},
+                                               {"GiB", 1073741824.0},
                                                {"TiB", 1099511627776.0}}};
   return scaled(text, "a size such as '64 MiB' or '7168 B'", kUnits);
 }

@@ -19,13 +19,25 @@ inline constexpr TimePs kPsPerUs = 1'000'000;
 inline constexpr TimePs kPsPerMs = 1'000'000'000;
 inline constexpr TimePs kPsPerS = 1'000'000'000'000;
 
-constexpr TimePs time_from_ns(double ns) { return static_cast<TimePs>(ns * static_cast<double>(kPsPerNs) + 0.5); }
-constexpr TimePs time_from_us(double us) { return static_cast<TimePs>(us * static_cast<double>(kPsPerUs) + 0.5); }
-constexpr double seconds_from_time(TimePs t) { return static_cast<double>(t) / static_cast<double>(kPsPerS); }
-constexpr double us_from_time(TimePs t) { return static_cast<double>(t) / static_cast<double>(kPsPerUs); }
+constexpr TimePs time_from_ns(double ns) {
+  return static_cast<TimePs>(ns * static_cast<double>(kPsPerNs) + 0.5);
+}
+constexpr TimePs time_from_us(double us) {
+  return static_cast<TimePs>(us * static_cast<double>(kPsPerUs) + 0.5);
+}
+constexpr double seconds_from_time(TimePs t) {
+  return static_cast<double>(t) / static_cast<double>(kPsPerS);
+}
+constexpr double us_from_time(TimePs t) {
+  return static_cast<double>(t) / static_cast<double>(kPsPerUs);
+}
 
-constexpr double bytes_per_s_from_gbps(double gigabits_per_s) { return gigabits_per_s * 1e9 / 8.0; }
-constexpr double bytes_per_s_from_GBps(double gigabytes_per_s) { return gigabytes_per_s * 1e9; }
+constexpr double bytes_per_s_from_gbps(double gigabits_per_s) {
+  return gigabits_per_s * 1e9 / 8.0;
+}
+constexpr double bytes_per_s_from_GBps(double gigabytes_per_s) {
+  return gigabytes_per_s * 1e9;
+}
 
 // Parsers throw std::invalid_argument with a message that says what was expected; callers prefix the
 // file and key. Each accepts optional whitespace between the number and the unit.
@@ -33,8 +45,8 @@ double parse_bandwidth(std::string_view text);  // "400 Gb/s", "450 GB/s", "1.6 
 TimePs parse_duration(std::string_view text);   // "1 us", "500 ns", "2.5 ms", "0 s" -> picoseconds
 double parse_size(std::string_view text);       // "64 MiB", "7168 B", "1.5 GB", "80 GiB" -> bytes
 
-std::string format_time(TimePs t);           // "12.345 us", "1.234 ms"
-std::string format_bytes(double bytes);      // "64.0 MiB"
+std::string format_time(TimePs t);                 // "12.345 us", "1.234 ms"
+std::string format_bytes(double bytes);            // "64.0 MiB"
 std::string format_bandwidth(double bytes_per_s);  // "45.6 GB/s"
 
 }  // namespace moesim

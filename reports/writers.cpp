@@ -89,8 +89,8 @@ std::string a2a_text(const A2aResult& r) {
     out += "  by link kind:";
     for (const LinkKindUsage& k : c.link_kinds()) {
       if (k.bytes() <= 0.0) continue;
-      out += "  " + k.kind() + " " + human_bytes(k.bytes()) + " (max util " + fmt("%.1f%%", 100.0 * k.max_utilisation()) +
-             ")";
+      out += "  " + k.kind() + " " + human_bytes(k.bytes()) + " (max util " +
+             fmt("%.1f%%", 100.0 * k.max_utilisation()) + ")";
     }
     out += "\n";
   }

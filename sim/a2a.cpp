@@ -25,7 +25,7 @@ A2aDemand uniform_demand(const topologies::Cluster& cluster, int first_gpu, int 
   std::iota(d.gpus.begin(), d.gpus.end(), first_gpu);
   std::vector<int> node_ids;
   for (int gpu : d.gpus) {
-    const int node = cluster.node_of(gpu);
+    const int node = cluster.scale_up_unit_of(gpu);
     auto it = std::find(node_ids.begin(), node_ids.end(), node);
     if (it == node_ids.end()) {
       node_ids.push_back(node);
@@ -58,8 +58,10 @@ A2aDemand layer_demand(const workloads::EpGroupTraffic& g, bool token_dedup) {
 reports::RoutingSummary summarize_routing(const workloads::LayerTraffic& traffic) {
   reports::RoutingSummary s;
   const auto& per_expert = traffic.tokens_per_expert;
-  const double total_copies = static_cast<double>(std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0}));
-  const double max_expert = per_expert.empty() ? 0.0 : static_cast<double>(*std::max_element(per_expert.begin(), per_expert.end()));
+  const double total_copies =
+      static_cast<double>(std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0}));
+  const double max_expert =
+      per_expert.empty() ? 0.0 : static_cast<double>(*std::max_element(per_expert.begin(), per_expert.end()));
   s.set_tokens_per_expert_mean(per_expert.empty() ? 0.0 : total_copies / static_cast<double>(per_expert.size()));
   s.set_tokens_per_expert_max(max_expert);
   s.set_expert_load_imbalance(s.tokens_per_expert_mean() > 0 ? max_expert / s.tokens_per_expert_mean() : 0.0);
@@ -166,14 +168,13 @@ reports::CollectiveResult run_collective(const topologies::Cluster& cluster, con
     return seconds > 0 ? counters[l].bytes / (cluster.link(l).capacity_bps * seconds) : 0.0;
   };
   const std::size_t shown = std::min<std::size_t>(kNumBusiestLinks, order.size());
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
-                    [&](std::uint32_t a, std::uint32_t b) {
-                      return counters[a].bytes / cluster.link(a).capacity_bps >
-                                 counters[b].bytes / cluster.link(b).capacity_bps ||
-                             (counters[a].bytes / cluster.link(a).capacity_bps ==
-                                  counters[b].bytes / cluster.link(b).capacity_bps &&
-                              a < b);
-                    });
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
+      [&](std::uint32_t a, std::uint32_t b) {
+        return counters[a].bytes / cluster.link(a).capacity_bps > counters[b].bytes / cluster.link(b).capacity_bps ||
+               (counters[a].bytes / cluster.link(a).capacity_bps == counters[b].bytes / cluster.link(b).capacity_bps &&
+                a < b);
+      });
   for (std::size_t i = 0; i < shown; ++i) {
     const std::uint32_t l = order[i];
     auto* u = r.add_busiest_links();

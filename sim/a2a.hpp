@@ -13,6 +13,7 @@
 
 #include "reports/results.pb.h"
 #include "sim/collectives/all_to_all.hpp"
+#include "sim/network/network.hpp"
 #include "workloads/model.hpp"
 #include "workloads/routing.hpp"
 
@@ -23,16 +24,16 @@ class Cluster;
 namespace moesim::sim {
 
 struct A2aConfig {
-  std::string cluster_name;                // for the report
+  std::string cluster_name;                  // for the report
   std::optional<workloads::MoeModel> model;  // absent: a plain all-to-all of bytes_per_rank
-  double bytes_per_rank = 0.0;             // plain all-to-all: each rank's send buffer, split evenly over the group
+  double bytes_per_rank = 0.0;               // plain all-to-all: each rank's send buffer, split evenly over the group
   std::int64_t tokens_per_rank = 4096;
-  int ep = 0;                              // 0: gcd(GPUs, experts) for a layer, all GPUs for a plain all-to-all
+  int ep = 0;  // 0: gcd(GPUs, experts) for a layer, all GPUs for a plain all-to-all
   workloads::RoutingSpec routing;
   collectives::A2aAlgorithm algorithm = collectives::A2aAlgorithm::kDirect;
-  bool token_dedup = true;                 // a token bound for several experts on one rank (node) travels once
+  bool token_dedup = true;  // a token bound for several experts on one rank (node) travels once
   std::uint64_t seed = 1;
-  double epsilon = 1e-3;                   // the network's completion window (network.hpp)
+  double epsilon = network::kDefaultEpsilon;  // the network's completion window (network.hpp)
 };
 
 // Throws std::invalid_argument for inputs that do not fit the cluster (EP, top-k, node limit, algorithm).

@@ -7,15 +7,16 @@
 
 namespace moesim::sim {
 
-const char* const kDefaultScenarioYaml = R"(# moesim's embedded default: one DeepSeek-V3 MoE layer on 32 nodes (256 GPUs) of h800,
+const char* const kDefaultScenarioYaml =
+    R"(# moesim's embedded default: one DeepSeek-V3 MoE layer on 32 nodes (256 GPUs) of h800,
 # 64-way expert parallelism as in DeepSeek-V3's training, node-limited routing (at most 4 nodes per token)
-# over a mildly skewed expert popularity, and DeepEP-style rail forwarding.
+# over a Zipf(0.5)-skewed expert popularity, and DeepEP-style rail forwarding.
 cluster: h800
 nodes: 32
 model: deepseek-v3
 tokens_per_rank: 4096
 ep: 64
-routing: zipf:1.0
+routing: zipf:0.5
 node_limit: 4
 algorithm: rail
 token_dedup: true
@@ -92,7 +93,8 @@ ResolvedScenario resolve(const ScenarioSpec& spec) {
   } else if (spec.model_inline.IsDefined() && !spec.model_inline.IsNull()) {
     a.model = workloads::parse_model(spec.model_inline, spec.model_source);
   } else {
-    if (spec.model.empty()) throw std::invalid_argument("model: missing (a preset name, a model YAML or a config.json)");
+    if (spec.model.empty())
+      throw std::invalid_argument("model: missing (a preset name, a model YAML or a config.json)");
     a.model = workloads::load_model(spec.model);
   }
   a.tokens_per_rank = spec.tokens_per_rank;

@@ -12,7 +12,7 @@
 //   algorithm: rail            # direct | pairwise | hierarchical | rail
 //   token_dedup: true          # a token bound for several experts on one rank (node) travels once
 //   seed: 1
-//   epsilon: 0.001             # completion window of the network (see sim/network/network.hpp)
+//   epsilon: 0.01              # completion window of the network (see sim/network/network.hpp)
 //   bytes_per_rank: 64 MiB     # instead of a model: a plain all-to-all, each rank's send buffer
 #pragma once
 
@@ -29,9 +29,9 @@ namespace moesim::sim {
 
 // The scenario before resolution: names and values as written, so later layers can override them.
 struct ScenarioSpec {
-  std::string cluster;          // preset or path; ignored when cluster_inline is set
+  std::string cluster;  // preset or path; ignored when cluster_inline is set
   YAML::Node cluster_inline;
-  std::string cluster_source;   // for messages about an inline cluster
+  std::string cluster_source;  // for messages about an inline cluster
   std::optional<int> nodes;
   std::string model;
   YAML::Node model_inline;
@@ -44,7 +44,7 @@ struct ScenarioSpec {
   std::string algorithm = "direct";
   bool token_dedup = true;
   std::uint64_t seed = 1;
-  double epsilon = 1e-3;
+  double epsilon = network::kDefaultEpsilon;
 };
 
 // The embedded default: one DeepSeek-V3 MoE layer on 32 nodes of h800.

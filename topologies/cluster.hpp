@@ -76,6 +76,12 @@ class Cluster {
   int node_of(int gpu_idx) const { return gpu_idx / config_.gpus_per_node; }
   int local_idx(int gpu_idx) const { return gpu_idx % config_.gpus_per_node; }
   int domain_of(int gpu_idx) const { return gpu_idx / config_.nvlink.domain_gpus; }
+  // The unit that MoE routing and the hierarchical algorithms treat as a "node": the GPUs that reach each other
+  // without the network fabric. That is the NVLink domain when it spans several nodes (an NVL72 rack), else
+  // the node.
+  int scale_up_unit_of(int gpu_idx) const {
+    return config_.nvlink.domain_gpus > config_.gpus_per_node ? domain_of(gpu_idx) : node_of(gpu_idx);
+  }
 
   std::size_t num_vertices() const { return vertices_.size(); }
   const Vertex& vertex(std::uint32_t v) const { return vertices_[v]; }

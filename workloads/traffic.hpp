@@ -4,7 +4,9 @@
 // every routed expert once, placed contiguously (rank r of a group holds experts
 // [r * E / ep, (r + 1) * E / ep)). Each rank owns tokens_per_rank tokens; every token picks its experts (see
 // routing.hpp), and the counts below record, per source rank, how many tokens (or token copies) must reach each
-// destination rank and node. Matrices are dense, row-major, ep x ep (or ep x group nodes).
+// destination rank and node. Matrices are dense, row-major, ep x ep (or ep x group nodes). A "node" here is the
+// cluster's scale-up unit (Cluster::scale_up_unit_of): the server, or the whole NVLink domain where one spans
+// several servers (an NVL72 rack), since that is what the network fabric sees.
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,9 @@ void Args::option(const std::string& name, const std::string& value_name, const 
   decls_.push_back(Decl{name, value_name, help});
 }
 
-void Args::flag(const std::string& name, const std::string& help) { decls_.push_back(Decl{name, "", help}); }
+void Args::flag(const std::string& name, const std::string& help) {
+  decls_.push_back(Decl{name, "", help});
+}
 
 void Args::positionals(const std::string& name, const std::string& help) {
   positional_name_ = name;
@@ -70,7 +72,8 @@ std::optional<long long> Args::get_int(const std::string& name, long long min, l
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text->size()) throw std::invalid_argument("--" + name + ": expected an integer, got '" + *text + "'");
+  if (used == 0 || used != text->size())
+    throw std::invalid_argument("--" + name + ": expected an integer, got '" + *text + "'");
   if (value < min || value > max) {
     throw std::invalid_argument("--" + name + ": must be in [" + std::to_string(min) + ", " + std::to_string(max) +
                                 "], got " + *text);
@@ -100,7 +103,9 @@ std::optional<double> Args::get_double(const std::string& name, double min, doub
 
 std::string Args::help() const {
   std::string out = "usage: " + usage_ + "\n\n" + summary_ + "\n\noptions:\n";
-  if (!positional_name_.empty()) out += "  " + positional_name_ + std::string(28 - std::min<std::size_t>(26, positional_name_.size()), ' ') + positional_help_ + "\n";
+  if (!positional_name_.empty())
+    out += "  " + positional_name_ + std::string(28 - std::min<std::size_t>(26, positional_name_.size()), ' ') +
+           positional_help_ + "\n";
   for (const Decl& d : decls_) {
     std::string left = "--" + d.name + (d.value_name.empty() ? "" : " " + d.value_name);
     if (left.size() < 26) left += std::string(26 - left.size(), ' ');

@@ -39,7 +39,8 @@ void declare_common(Args& args) {
 
 std::string output_format(const Args& args) {
   const std::string format = args.get("format").value_or("text");
-  if (format != "text" && format != "json") throw std::invalid_argument("--format: expected text or json, got '" + format + "'");
+  if (format != "text" && format != "json")
+    throw std::invalid_argument("--format: expected text or json, got '" + format + "'");
   return format;
 }
 
@@ -54,15 +55,22 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
     args.option("scenario", "FILE", "scenario YAML bundling cluster, model, routing and options");
     args.option("cluster", "C", "cluster preset (dgx-h100, dgx-a100, h800, gb200-nvl72) or cluster YAML");
     args.option("nodes", "N", "node count (overrides the preset's default)");
-    args.option("model", "M", "model preset (mixtral-8x7b, deepseek-v3, qwen3-30b-a3b, switch-base-128),\nmodel YAML or Hugging Face config.json");
+    args.option("model", "M",
+                "model preset (mixtral-8x7b, deepseek-v3, qwen3-30b-a3b, switch-base-128),\nmodel YAML or Hugging Face "
+                "config.json");
     args.option("tokens-per-rank", "T", "tokens routed by each rank (default 4096)");
     args.option("ep", "N", "expert-parallel group size (default gcd(GPUs, experts)); groups run at once");
     args.option("routing", "R", "uniform | zipf:S (Zipf expert popularity with exponent S > 0)");
     args.option("node-limit", "M", "at most M nodes per token, DeepSeek-V3 style (0: no limit)");
     args.option("algorithm", "A", "direct | pairwise | hierarchical | rail");
-    args.option("token-dedup", "on|off", "a token bound for several experts on one rank (node) travels once (on)\nor once per expert (off)");
-    args.option("bytes-per-rank", "B", "plain all-to-all instead of a layer: each rank's send buffer (e.g. 64MiB),\nsplit evenly over the group, as nccl-tests' alltoall");
-    args.option("epsilon", "E", "network completion window, relative (default 0.001; 0 = exact)");
+    args.option("token-dedup", "on|off",
+                "a token bound for several experts on one rank (node) travels once (on)\nor once per expert (off)");
+    args.option("bytes-per-rank", "B",
+                "plain all-to-all instead of a layer: each rank's send buffer (e.g. 64MiB),\nsplit evenly over the "
+                "group, as nccl-tests' alltoall");
+    args.option("epsilon", "E",
+                "network completion window, relative (default " +
+                    std::to_string(network::kDefaultEpsilon).substr(0, 4) + "; 0 = exact, slower)");
   }
   args.parse(argc, argv, first);
   if (args.flag_set("help")) {
@@ -73,8 +81,8 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
 
   // The embedded default runs when nothing names a cluster or a workload; otherwise values come from the
   // scenario file, then the flags, over neutral defaults (so none of the default scenario's choices leak in).
-  const bool names_something = args.has("scenario") || args.has("cluster") || args.has("model") ||
-                               args.has("bytes-per-rank");
+  const bool names_something =
+      args.has("scenario") || args.has("cluster") || args.has("model") || args.has("bytes-per-rank");
   ScenarioSpec spec = names_something ? ScenarioSpec{} : default_scenario();
   if (auto path = args.get("scenario")) spec = load_scenario_file(std::move(spec), *path);
   if (auto v = args.get("cluster")) {
@@ -104,7 +112,8 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
       throw std::invalid_argument("--bytes-per-rank: " + std::string(e.what()));
     }
   }
-  if (auto v = args.get_int("seed", 0, std::numeric_limits<long long>::max())) spec.seed = static_cast<std::uint64_t>(*v);
+  if (auto v = args.get_int("seed", 0, std::numeric_limits<long long>::max()))
+    spec.seed = static_cast<std::uint64_t>(*v);
   if (auto v = args.get_double("epsilon", 0.0, 1.0)) spec.epsilon = *v;
 
   const auto started = std::chrono::steady_clock::now();
@@ -134,8 +143,9 @@ int run_presets_command(int argc, char** argv, int first) {
     std::string out = "{\n  \"clusters\": [\n";
     const auto clusters = topologies::cluster_presets();
     for (std::size_t i = 0; i < clusters.size(); ++i) {
-      out += "    {\"name\": \"" + clusters[i].name + "\", \"default_nodes\": " + std::to_string(clusters[i].default_nodes) +
-             ", \"summary\": \"" + clusters[i].summary + "\"}" + (i + 1 < clusters.size() ? ",\n" : "\n");
+      out += "    {\"name\": \"" + clusters[i].name +
+             "\", \"default_nodes\": " + std::to_string(clusters[i].default_nodes) + ", \"summary\": \"" +
+             clusters[i].summary + "\"}" + (i + 1 < clusters.size() ? ",\n" : "\n");
     }
     out += "  ],\n  \"models\": [\n";
     const auto models = workloads::model_presets();
@@ -169,7 +179,8 @@ int run(int argc, char** argv) {
       std::cout << "moesim " MOESIM_VERSION "\n";
       return 0;
     }
-    if (command.rfind("--", 0) != 0) throw std::invalid_argument("unknown command '" + command + "' (see moesim --help)");
+    if (command.rfind("--", 0) != 0)
+      throw std::invalid_argument("unknown command '" + command + "' (see moesim --help)");
   }
   return run_a2a_command(argc, argv, 1, true);
 }

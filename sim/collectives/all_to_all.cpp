@@ -117,7 +117,8 @@ void build_rail(TransferGraph& graph, const A2aDemand& d) {
         for (std::size_t j = 0; j < g; ++j) {
           const std::size_t t = members[v][j];
           if (j == i || d.rank_units[s * n + t] <= 0.0) continue;
-          const NodeIdx fan_out = graph.add_transfer(d.gpus[forwarder], d.gpus[t], d.rank_units[s * n + t], kSaltPhase2);
+          const NodeIdx fan_out =
+              graph.add_transfer(d.gpus[forwarder], d.gpus[t], d.rank_units[s * n + t], kSaltPhase2);
           graph.add_edge(rdma, fan_out);
         }
       }
@@ -141,11 +142,13 @@ const char* algorithm_name(A2aAlgorithm algorithm) {
   return "?";
 }
 
-std::vector<std::string> algorithm_names() { return {"direct", "pairwise", "hierarchical", "rail"}; }
+std::vector<std::string> algorithm_names() {
+  return {"direct", "pairwise", "hierarchical", "rail"};
+}
 
 A2aAlgorithm parse_algorithm(const std::string& name) {
-  for (A2aAlgorithm a : {A2aAlgorithm::kDirect, A2aAlgorithm::kPairwise, A2aAlgorithm::kHierarchical,
-                         A2aAlgorithm::kRail}) {
+  for (A2aAlgorithm a :
+       {A2aAlgorithm::kDirect, A2aAlgorithm::kPairwise, A2aAlgorithm::kHierarchical, A2aAlgorithm::kRail}) {
     if (name == algorithm_name(a)) return a;
   }
   throw std::invalid_argument("algorithm: expected one of direct, pairwise, hierarchical, rail, got '" + name + "'");

@@ -34,11 +34,11 @@ A2aAlgorithm parse_algorithm(const std::string& name);
 std::vector<std::string> algorithm_names();
 
 struct A2aDemand {
-  std::vector<int> gpus;            // rank -> global GPU index
-  std::vector<int> node_of_rank;    // rank -> group-local node (scale-up unit) index
+  std::vector<int> gpus;          // rank -> global GPU index
+  std::vector<int> node_of_rank;  // rank -> group-local node (scale-up unit) index
   int num_nodes = 1;
-  std::vector<double> rank_units;   // [src * n + dst]
-  std::vector<double> node_units;   // [src * num_nodes + node]: what rail sends over RDMA (node-deduplicated)
+  std::vector<double> rank_units;  // [src * n + dst]
+  std::vector<double> node_units;  // [src * num_nodes + node]: what rail sends over RDMA (node-deduplicated)
 };
 
 // Appends one All-to-All of `demand`, in the dispatch direction, to `graph`. Throws std::invalid_argument if the

@@ -21,11 +21,13 @@ Network::Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOpti
   }
   const std::size_t num_links = cluster.num_links();
   capacity_.resize(num_links);
-  for (std::size_t l = 0; l < num_links; ++l) capacity_[l] = cluster.link(static_cast<std::uint32_t>(l)).capacity_bps / kPsPerSecond;
+  for (std::size_t l = 0; l < num_links; ++l)
+    capacity_[l] = cluster.link(static_cast<std::uint32_t>(l)).capacity_bps / kPsPerSecond;
   flows_on_.resize(num_links);
   counters_.resize(num_links);
   busy_since_.resize(num_links, 0);
   link_mark_.resize(num_links, 0);
+  link_local_.resize(num_links, 0);
   dying_on_link_.resize(num_links, 0);
 }
 
@@ -37,7 +39,8 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
 
   route_scratch_.clear();
   if (src_gpu != dst_gpu) cluster_.route(src_gpu, dst_gpu, salt, route_scratch_);
-  const TimePs latency = route_scratch_.empty() ? 0 : cluster_.path_latency(route_scratch_.data(), route_scratch_.size());
+  const TimePs latency =
+      route_scratch_.empty() ? 0 : cluster_.path_latency(route_scratch_.data(), route_scratch_.size());
 
   const auto id = static_cast<std::uint32_t>(flows_.size());
   Flow flow;
@@ -46,7 +49,8 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
   flow.listener = listener;
   flow.tag = tag;
   flows_.push_back(flow);
-  paths_.push_back(PathRef{static_cast<std::uint32_t>(path_links_.size()), static_cast<std::uint32_t>(route_scratch_.size())});
+  paths_.push_back(
+      PathRef{static_cast<std::uint32_t>(path_links_.size()), static_cast<std::uint32_t>(route_scratch_.size())});
   flow_mark_.push_back(0);
   is_dying_.push_back(0);
   path_links_.insert(path_links_.end(), route_scratch_.begin(), route_scratch_.end());
@@ -58,7 +62,9 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
   if (!in_event_) schedule_next();
 }
 
-void Network::mark_changed(std::uint32_t link) { changed_links_.push_back(link); }
+void Network::mark_changed(std::uint32_t link) {
+  changed_links_.push_back(link);
+}
 
 void Network::activate(std::uint32_t f, TimePs now) {
   Flow& flow = flows_[f];
@@ -79,6 +85,7 @@ void Network::activate(std::uint32_t f, TimePs now) {
     mark_changed(link);
   }
   ++num_active_;
+  has_arrivals_ = true;
   stats_.max_active_flows = std::max(stats_.max_active_flows, num_active_);
 }
 
@@ -91,6 +98,7 @@ void Network::retire_finished(TimePs now) {
   touched_links_.clear();
   for (std::uint32_t f : retiring_) {
     is_dying_[f] = 1;
+    min_departed_rate_ = std::min(min_departed_rate_, flows_[f].rate);
     for (std::uint32_t link : links_of(f)) {
       if (dying_on_link_[link]++ == 0) touched_links_.push_back(link);
     }
@@ -151,35 +159,66 @@ void Network::recompute(TimePs now) {
   }
   component_links_.clear();
   component_flows_.clear();
-  for (std::uint32_t link : changed_links_) {
-    if (link_mark_[link] == mark_) continue;
+  auto add_link = [&](std::uint32_t link) {
+    if (link_mark_[link] == mark_) return;
     link_mark_[link] = mark_;
+    link_local_[link] = static_cast<std::uint32_t>(component_links_.size());
     component_links_.push_back(link);
-  }
+  };
+  for (std::uint32_t link : changed_links_) add_link(link);
   changed_links_.clear();
-  // Breadth-first over the flow-link graph: everything a change can reach.
+
+  // Breadth-first over the flow-link graph: everything a change can reach. After departures alone, flows slower
+  // than the slowest departed one keep their rates (maxmin.hpp): they stop the search and only use up capacity.
+  // A small relative slack includes flows that rounding left a hair below that rate, which is always safe.
+  // The same scan of each link's flows yields the problem's residual capacity and its flows to solve.
+  const double keep_below = has_arrivals_ ? 0.0 : min_departed_rate_ * (1.0 - 1e-9);
+  has_arrivals_ = false;
+  min_departed_rate_ = std::numeric_limits<double>::infinity();
+  SharingProblem& problem = problem_;
+  problem.remaining.clear();
+  problem.link_begin.assign(1, 0);
   for (std::size_t i = 0; i < component_links_.size(); ++i) {
-    for (std::uint32_t f : flows_on_[component_links_[i]]) {
+    const std::uint32_t link = component_links_[i];
+    double remaining = capacity_[link];
+    std::uint32_t num_solving = 0;
+    for (std::uint32_t f : flows_on_[link]) {
+      if (flows_[f].rate < keep_below) {
+        remaining -= flows_[f].rate;
+        continue;
+      }
+      ++num_solving;
       if (flow_mark_[f] == mark_) continue;
       flow_mark_[f] = mark_;
       component_flows_.push_back(f);
-      for (std::uint32_t m : links_of(f)) {
-        if (link_mark_[m] == mark_) continue;
-        link_mark_[m] = mark_;
-        component_links_.push_back(m);
-      }
+      for (std::uint32_t m : links_of(f)) add_link(m);
     }
+    problem.remaining.push_back(remaining);
+    problem.link_begin.push_back(problem.link_begin.back() + num_solving);
   }
   if (component_flows_.empty()) return;
   ++stats_.num_recomputations;
   stats_.num_flows_rerated += component_flows_.size();
 
-  solver_.solve(*this, component_flows_, component_links_, new_rates_);
+  problem.link_flows.resize(problem.link_begin.back());
+  problem.flow_begin.assign(1, 0);
+  problem.flow_links.clear();
+  fill_.assign(problem.link_begin.begin(), problem.link_begin.end() - 1);
+  for (std::uint32_t i = 0; i < component_flows_.size(); ++i) {
+    for (std::uint32_t m : links_of(component_flows_[i])) {
+      const std::uint32_t local = link_local_[m];
+      problem.flow_links.push_back(local);
+      problem.link_flows[fill_[local]++] = i;
+    }
+    problem.flow_begin.push_back(static_cast<std::uint32_t>(problem.flow_links.size()));
+  }
+  solver_.solve(problem, new_rates_);
 
   const double t = static_cast<double>(now);
-  for (std::uint32_t f : component_flows_) {
+  for (std::uint32_t i = 0; i < component_flows_.size(); ++i) {
+    const std::uint32_t f = component_flows_[i];
     Flow& flow = flows_[f];
-    const double rate = new_rates_[f];
+    const double rate = new_rates_[i];
     if (rate == flow.rate && finish_.contains(f)) continue;
     flow.remaining = std::max(0.0, flow.remaining - flow.rate * (t - flow.updated_at));
     flow.updated_at = t;
@@ -216,7 +255,8 @@ void Network::schedule_next() {
   if (at == kNever || at == scheduled_at_) return;
   const std::uint64_t generation = ++generation_;
   scheduled_at_ = at;
-  sim_.schedule_at(at, [this, generation] { on_event(generation); }, kPriorityNetwork);
+  sim_.schedule_at(
+      at, [this, generation] { on_event(generation); }, kPriorityNetwork);
 }
 
 void Network::on_event(std::uint64_t generation) {

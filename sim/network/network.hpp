@@ -36,8 +36,12 @@ class Cluster;
 
 namespace moesim::sim::network {
 
+// The default completion window: measured to put results within about 1% of the exact run (late, never
+// early) at a fraction of its cost; see BENCHMARKS.md.
+inline constexpr double kDefaultEpsilon = 0.01;
+
 struct NetworkOptions {
-  double epsilon = 1e-3;  // relative completion window, see above; 0 = exact
+  double epsilon = kDefaultEpsilon;  // relative completion window, see above; 0 = exact
 };
 
 // Receives completions. Implemented by whatever started the flows (a collective, a step).
@@ -77,8 +81,9 @@ class Network {
   const topologies::Cluster& cluster() const { return cluster_; }
   TimePs sim_now() const { return sim_.now(); }
 
-  // The System interface of MaxMinSolver.
+  // What MaxMinSolver::solve_system reads (tests and tools use it; the network builds its problems itself).
   double capacity(std::uint32_t link) const { return capacity_[link]; }
+  double rate(std::uint32_t flow) const { return flows_[flow].rate; }
   const std::vector<std::uint32_t>& flows_on(std::uint32_t link) const { return flows_on_[link]; }
   struct PathView {
     const std::uint32_t* first;
@@ -132,7 +137,7 @@ class Network {
   std::vector<TimePs> busy_since_;
 
   std::vector<Flow> flows_;
-  std::vector<PathRef> paths_;  // by flow
+  std::vector<PathRef> paths_;             // by flow
   std::vector<std::uint32_t> path_links_;  // flows' paths, appended; reset when the network is idle
   std::vector<std::uint32_t> path_slots_;  // parallel to path_links_: the flow's index in flows_on_[link]
   // Flows in their start-up latency, by the time they become active. Few distinct instants hold many flows
@@ -140,10 +145,10 @@ class Network {
   std::map<TimePs, std::vector<std::uint32_t>> arrivals_;
   IndexedMinHeap finish_;  // active flows by finish time (ps)
   std::vector<Done> done_;
-  std::vector<std::uint32_t> retiring_;        // scratch of retire_finished
-  std::vector<std::uint32_t> dying_on_link_;   // by link: flows of the current retirement on it
+  std::vector<std::uint32_t> retiring_;       // scratch of retire_finished
+  std::vector<std::uint32_t> dying_on_link_;  // by link: flows of the current retirement on it
   std::vector<std::uint32_t> touched_links_;
-  std::vector<char> is_dying_;                 // by flow
+  std::vector<char> is_dying_;  // by flow
   std::uint64_t num_active_ = 0;
 
   // Recomputation scratch: links touched since the last recomputation, and the component found from them.
@@ -153,10 +158,15 @@ class Network {
   std::uint32_t mark_ = 0;
   std::vector<std::uint32_t> component_flows_;
   std::vector<std::uint32_t> component_links_;
-  std::vector<double> new_rates_;
+  std::vector<std::uint32_t> link_local_;  // by link: its index in component_links_ (valid when marked)
+  std::vector<std::uint32_t> fill_;
+  SharingProblem problem_;
+  std::vector<double> new_rates_;  // by index in component_flows_
   MaxMinSolver solver_;
   std::vector<std::uint32_t> route_scratch_;
 
+  bool has_arrivals_ = false;                                           // since the last recomputation
+  double min_departed_rate_ = std::numeric_limits<double>::infinity();  // likewise
   TimePs busy_start_ = 0;
   std::uint64_t generation_ = 0;
   TimePs scheduled_at_ = -1;

@@ -36,7 +36,9 @@ CliRun moesim(const std::string& args) {
   return run;
 }
 
-std::string data(const std::string& name) { return std::string(MOESIM_SOURCE_DIR) + "/tests/scenario/data/" + name; }
+std::string data(const std::string& name) {
+  return std::string(MOESIM_SOURCE_DIR) + "/tests/scenario/data/" + name;
+}
 
 int count_lines(const std::string& s) {
   int lines = 0;

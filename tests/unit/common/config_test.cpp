@@ -1,7 +1,7 @@
 #include "common/config.hpp"
 
-#include <stdexcept>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>

@@ -30,8 +30,12 @@ A2aDemand two_node_demand() {
   return d;
 }
 
-int node_of_gpu(int gpu) { return (gpu - 10) / 4; }
-int position_of_gpu(int gpu) { return (gpu - 10) % 4; }
+int node_of_gpu(int gpu) {
+  return (gpu - 10) / 4;
+}
+int position_of_gpu(int gpu) {
+  return (gpu - 10) % 4;
+}
 
 double total_units(const TransferGraph& g) {
   double sum = 0.0;

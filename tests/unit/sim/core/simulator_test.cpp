@@ -15,10 +15,12 @@ TEST(Simulator, RunsEventsInTimeThenPriorityThenInsertionOrder) {
   Simulator sim;
   std::vector<std::string> log;
   sim.schedule_at(20, [&] { log.push_back("t20"); });
-  sim.schedule_at(10, [&] { log.push_back("t10-late"); }, 5);
+  sim.schedule_at(
+      10, [&] { log.push_back("t10-late"); }, 5);
   sim.schedule_at(10, [&] { log.push_back("t10-first"); });
   sim.schedule_at(10, [&] { log.push_back("t10-second"); });
-  sim.schedule_at(10, [&] { log.push_back("t10-early"); }, -5);
+  sim.schedule_at(
+      10, [&] { log.push_back("t10-early"); }, -5);
   sim.run();
   EXPECT_EQ(log, (std::vector<std::string>{"t10-early", "t10-first", "t10-second", "t10-late", "t20"}));
   EXPECT_EQ(sim.now(), 20);

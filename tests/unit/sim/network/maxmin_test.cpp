@@ -12,8 +12,8 @@ namespace {
 // A hand-written flow/link system in the shape MaxMinSolver expects.
 struct System {
   std::vector<double> capacities;
-  std::vector<std::vector<std::uint32_t>> paths;     // by flow
-  std::vector<std::vector<std::uint32_t>> on_link;   // by link
+  std::vector<std::vector<std::uint32_t>> paths;    // by flow
+  std::vector<std::vector<std::uint32_t>> on_link;  // by link
 
   System(std::vector<double> caps, std::vector<std::vector<std::uint32_t>> flow_paths)
       : capacities(std::move(caps)), paths(std::move(flow_paths)), on_link(capacities.size()) {
@@ -24,6 +24,8 @@ struct System {
   double capacity(std::uint32_t l) const { return capacities[l]; }
   const std::vector<std::uint32_t>& flows_on(std::uint32_t l) const { return on_link[l]; }
   const std::vector<std::uint32_t>& links_of(std::uint32_t f) const { return paths[f]; }
+  double rate(std::uint32_t f) const { return kept_rates.at(f); }
+  std::vector<double> kept_rates;  // rates of flows a partial solve leaves alone
 
   std::vector<double> solve() const {
     std::vector<std::uint32_t> flows(paths.size()), links(capacities.size());
@@ -31,7 +33,7 @@ struct System {
     std::iota(links.begin(), links.end(), 0u);
     std::vector<double> rates;
     MaxMinSolver solver;
-    solver.solve(*this, flows, links, rates);
+    solver.solve_system(*this, flows, links, rates);
     rates.resize(paths.size());
     return rates;
   }
@@ -99,6 +101,27 @@ TEST(MaxMin, ResultIsFeasibleAndEveryFlowHasASaturatedBottleneck) {
     }
     EXPECT_TRUE(has_bottleneck) << "flow " << f;
   }
+}
+
+TEST(MaxMin, AfterADepartureOnlyFlowsAtLeastAsFastAsItNeedSolving) {
+  // Links A (cap 2), B (cap 10), C (cap 6). Flows: 0 on A, 1 on A+B, 2 on B, 3 on B+C, 4 on C.
+  // Full solve: A's share 1 fixes flows 0 and 1 at 1; then C's share 3 < B's (10 - 1) / 2 = 4.5 fixes 3 and 4
+  // at 3; flow 2 gets what is left of B: 10 - 1 - 3 = 6.
+  const System full({2.0, 10.0, 6.0}, {{0}, {0, 1}, {1}, {1, 2}, {2}});
+  const auto before = full.solve();
+  EXPECT_EQ(before, (std::vector<double>{1.0, 1.0, 6.0, 3.0, 3.0}));
+  // Flow 4 (rate 3) leaves. Flows slower than 3 (flows 0 and 1, at 1) keep their rates; solving only flows 2
+  // and 3 on the residual capacities must equal a full solve without flow 4: B's remaining 9 shared by 2 and 3
+  // gives 4.5 each, within C's capacity 6.
+  System reduced({2.0, 10.0, 6.0}, {{0}, {0, 1}, {1}, {1, 2}});
+  const auto expected = reduced.solve();
+  reduced.kept_rates = before;
+  std::vector<double> rates = before;
+  MaxMinSolver solver;
+  solver.solve_system(reduced, {2, 3}, {0, 1, 2}, rates);
+  rates.resize(4);
+  EXPECT_EQ(expected, (std::vector<double>{1.0, 1.0, 4.5, 4.5}));
+  for (int f = 0; f < 4; ++f) EXPECT_DOUBLE_EQ(rates[f], expected[f]) << "flow " << f;
 }
 
 }  // namespace

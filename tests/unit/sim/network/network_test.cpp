@@ -27,7 +27,9 @@ struct Recorder final : FlowListener {
 // 100 GB/s ports, 1 us per hop: a GPU-to-GPU path has two hops (GPU -> crossbar -> GPU), so 2 us of latency.
 constexpr double kBandwidth = 100e9;
 constexpr TimePs kPathLatency = 2 * kPsPerUs;
-constexpr TimePs transfer_ps(double bytes) { return static_cast<TimePs>(bytes / kBandwidth * 1e12 + 0.5); }
+constexpr TimePs transfer_ps(double bytes) {
+  return static_cast<TimePs>(bytes / kBandwidth * 1e12 + 0.5);
+}
 
 class NetworkTest : public ::testing::Test {
  protected:
@@ -129,7 +131,8 @@ TEST_F(NetworkTest, CompletionWindowErrsLateButStaysClose) {
     Network net(sim, cluster_, {epsilon});
     Recorder rec(sim);
     for (int i = 0; i < 3; ++i) {
-      for (int k = 0; k < 50; ++k) net.start_flow(i, 3, 1e5 * (1 + k + i * 0.37), 0, &rec, static_cast<std::uint64_t>(i * 50 + k));
+      for (int k = 0; k < 50; ++k)
+        net.start_flow(i, 3, 1e5 * (1 + k + i * 0.37), 0, &rec, static_cast<std::uint64_t>(i * 50 + k));
     }
     sim.run();
     return std::make_pair(rec.finish, net.stats().num_recomputations);
