@@ -19,7 +19,11 @@ struct CliRun {
 };
 
 CliRun moesim(const std::string& args) {
-  const std::string err_file = ::testing::TempDir() + "moesim_stderr.txt";
+  // CTest runs test cases in parallel processes: each run gets its own stderr file.
+  static int counter = 0;
+  const std::string err_file = ::testing::TempDir() + "moesim_stderr_" +
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                               std::to_string(++counter) + ".txt";
   const std::string command = std::string(MOESIM_BIN) + " " + args + " 2>" + err_file;
   CliRun run;
   FILE* pipe = popen(command.c_str(), "r");
@@ -33,6 +37,7 @@ CliRun moesim(const std::string& args) {
   std::stringstream ss;
   ss << err.rdbuf();
   run.err = ss.str();
+  std::filesystem::remove(err_file);
   return run;
 }
 
@@ -81,8 +86,8 @@ TEST(Cli, JsonEchoesTheResolvedInputsAndFlagsOverrideTheScenario) {
 }
 
 TEST(Cli, SameSeedWritesByteIdenticalFiles) {
-  const std::string a = ::testing::TempDir() + "moesim_a.json";
-  const std::string b = ::testing::TempDir() + "moesim_b.json";
+  const std::string a = ::testing::TempDir() + "moesim_same_seed_a.json";
+  const std::string b = ::testing::TempDir() + "moesim_same_seed_b.json";
   ASSERT_EQ(moesim("a2a --scenario " + data("small.yaml") + " --format json --out " + a).exit_code, 0);
   ASSERT_EQ(moesim("a2a --scenario " + data("small.yaml") + " --format json --out " + b).exit_code, 0);
   std::ifstream fa(a), fb(b);
