@@ -1,12 +1,19 @@
 #include "common/config.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace moesim {
 namespace {
+
+std::string shortest(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
 
 std::string describe(const YAML::Node& value) {
   if (!value.IsDefined() || value.IsNull()) return "nothing";
@@ -60,6 +67,7 @@ void ConfigMap::fail(std::string_view key, const std::string& expected) const {
 }
 
 bool ConfigMap::has(std::string_view key) const {
+  read_.emplace(key);  // asking about a key makes it a known one, even when it is null (YAML for absent)
   return node_.IsMap() && node_[std::string(key)].IsDefined() && !node_[std::string(key)].IsNull();
 }
 
@@ -74,132 +82,103 @@ YAML::Node ConfigMap::raw(std::string_view key) const {
   return get(key);
 }
 
-std::string ConfigMap::scalar(std::string_view key, const YAML::Node& value, std::string_view what) const {
+std::optional<std::string> ConfigMap::text(std::string_view key, std::string_view what, bool required) const {
+  const YAML::Node value = get(key);
+  if (!value.IsDefined() || value.IsNull()) {
+    if (required) fail(key, "missing (expected " + std::string(what) + ")");
+    return std::nullopt;
+  }
   if (!value.IsScalar()) fail(key, "expected " + std::string(what) + ", got " + describe(value));
   return value.Scalar();
 }
 
 std::string ConfigMap::string(std::string_view key, std::optional<std::string> fallback) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected a string)");
-    return *fallback;
-  }
-  return scalar(key, value, "a string");
+  const auto value = text(key, "a string", !fallback);
+  return value ? *value : *fallback;
 }
 
 std::string ConfigMap::choice(std::string_view key, const std::vector<std::string>& allowed,
                               std::optional<std::string> fallback) const {
   std::string names;
   for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected one of " + names + ")");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "one of " + names);
+  const auto value = text(key, "one of " + names, !fallback);
+  if (!value) return *fallback;
   for (const auto& a : allowed) {
-    if (a == text) return text;
+    if (a == *value) return *value;
   }
-  fail(key, "expected one of " + names + ", got '" + text + "'");
+  fail(key, "expected one of " + names + ", got '" + *value + "'");
 }
 
 double ConfigMap::number(std::string_view key, std::optional<double> fallback, double min, double max) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected a number)");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "a number");
+  const auto value = text(key, "a number", !fallback);
+  if (!value) return *fallback;
   double parsed = 0.0;
   std::size_t used = 0;
   try {
-    parsed = std::stod(text, &used);
+    parsed = std::stod(*value, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size() || !std::isfinite(parsed)) fail(key, "expected a number, got '" + text + "'");
-  if (parsed < min) fail(key, "must be >= " + std::to_string(min) + ", got " + text);
-  if (parsed > max) fail(key, "must be <= " + std::to_string(max) + ", got " + text);
+  if (used == 0 || used != value->size() || !std::isfinite(parsed)) {
+    fail(key, "expected a number, got '" + *value + "'");
+  }
+  if (parsed < min) fail(key, "must be >= " + shortest(min) + ", got " + *value);
+  if (parsed > max) fail(key, "must be <= " + shortest(max) + ", got " + *value);
   return parsed;
 }
 
 std::int64_t ConfigMap::integer(std::string_view key, std::optional<std::int64_t> fallback, std::int64_t min,
                                 std::int64_t max) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected an integer)");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "an integer");
+  const auto value = text(key, "an integer", !fallback);
+  if (!value) return *fallback;
   std::int64_t parsed = 0;
   std::size_t used = 0;
   try {
-    parsed = std::stoll(text, &used);
+    parsed = std::stoll(*value, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) fail(key, "expected an integer, got '" + text + "'");
-  if (parsed < min) fail(key, "must be >= " + std::to_string(min) + ", got " + text);
-  if (parsed > max) fail(key, "must be <= " + std::to_string(max) + ", got " + text);
+  if (used == 0 || used != value->size()) fail(key, "expected an integer, got '" + *value + "'");
+  if (parsed < min) fail(key, "must be >= " + std::to_string(min) + ", got " + *value);
+  if (parsed > max) fail(key, "must be <= " + std::to_string(max) + ", got " + *value);
   return parsed;
 }
 
 bool ConfigMap::boolean(std::string_view key, std::optional<bool> fallback) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected true or false)");
-    return *fallback;
+  const auto value = text(key, "true or false", !fallback);
+  if (!value) return *fallback;
+  if (*value == "true") return true;
+  if (*value == "false") return false;
+  fail(key, "expected true or false, got '" + *value + "'");
+}
+
+// Quantities with units share one shape: read the text, parse it, and turn the parser's complaint into an
+// error that names the key.
+template <class Parse>
+auto ConfigMap::quantity(std::string_view key, std::string_view what, bool required, Parse parse) const
+    -> std::optional<decltype(parse(std::string_view{}))> {
+  const auto value = text(key, what, required);
+  if (!value) return std::nullopt;
+  try {
+    return parse(*value);
+  } catch (const std::invalid_argument& e) {
+    fail(key, e.what());
   }
-  const std::string text = scalar(key, value, "true or false");
-  if (text == "true") return true;
-  if (text == "false") return false;
-  fail(key, "expected true or false, got '" + text + "'");
 }
 
 double ConfigMap::bandwidth(std::string_view key, std::optional<double> fallback) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected a bandwidth such as '400 Gb/s')");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "a bandwidth such as '400 Gb/s'");
-  double parsed = 0.0;
-  try {
-    parsed = parse_bandwidth(text);
-  } catch (const std::invalid_argument& e) {
-    fail(key, e.what());
-  }
-  if (parsed <= 0.0) fail(key, "must be > 0, got '" + text + "'");
-  return parsed;
+  const auto value = quantity(key, "a bandwidth such as '400 Gb/s'", !fallback, parse_bandwidth);
+  if (!value) return *fallback;
+  if (*value <= 0.0) fail(key, "must be > 0, got '" + *text(key, "", true) + "'");
+  return *value;
 }
 
 TimePs ConfigMap::duration(std::string_view key, std::optional<TimePs> fallback) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected a duration such as '1 us')");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "a duration such as '1 us'");
-  try {
-    return parse_duration(text);
-  } catch (const std::invalid_argument& e) {
-    fail(key, e.what());
-  }
+  return quantity(key, "a duration such as '1 us'", !fallback, parse_duration).value_or(fallback.value_or(0));
 }
 
 double ConfigMap::size(std::string_view key, std::optional<double> fallback) const {
-  const YAML::Node value = get(key);
-  if (!value.IsDefined() || value.IsNull()) {
-    if (!fallback) fail(key, "missing (expected a size such as '64 MiB')");
-    return *fallback;
-  }
-  const std::string text = scalar(key, value, "a size such as '64 MiB'");
-  try {
-    return parse_size(text);
-  } catch (const std::invalid_argument& e) {
-    fail(key, e.what());
-  }
+  return quantity(key, "a size such as '64 MiB'", !fallback, parse_size).value_or(fallback.value_or(0.0));
 }
 
 ConfigMap ConfigMap::map(std::string_view key) const {

@@ -66,7 +66,11 @@ class ConfigMap {
 
  private:
   YAML::Node get(std::string_view key) const;  // marks as read; null node if absent
-  std::string scalar(std::string_view key, const YAML::Node& value, std::string_view what) const;
+  // The scalar text of `key`; nullopt when absent, which is an error if `required`.
+  std::optional<std::string> text(std::string_view key, std::string_view what, bool required) const;
+  template <class Parse>
+  auto quantity(std::string_view key, std::string_view what, bool required, Parse parse) const
+      -> std::optional<decltype(parse(std::string_view{}))>;
 
   YAML::Node node_;
   std::string file_;

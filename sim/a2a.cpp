@@ -1,6 +1,7 @@
 #include "sim/a2a.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <future>
 #include <numeric>
 #include <stdexcept>
@@ -89,6 +90,109 @@ reports::RoutingSummary summarize_routing(const workloads::LayerTraffic& traffic
 
 }  // namespace
 
+namespace {
+
+// Bytes each GPU's transfers put on and took off the wire (local copies excluded), over the GPUs involved.
+void fill_wire_bytes(const TransferGraph& graph, double bytes_per_unit, int num_gpus, reports::CollectiveResult& r) {
+  const auto n = static_cast<std::size_t>(num_gpus);
+  std::vector<double> sent(n, 0.0), received(n, 0.0);
+  std::vector<char> involved(n, 0);
+  double total = 0.0;
+  for (const auto& node : graph.nodes()) {
+    if (node.src_gpu < 0) continue;
+    const auto src = static_cast<std::size_t>(node.src_gpu), dst = static_cast<std::size_t>(node.dst_gpu);
+    involved[src] = involved[dst] = 1;
+    if (src == dst) continue;
+    const double bytes = node.units * bytes_per_unit;
+    sent[src] += bytes;
+    received[dst] += bytes;
+    total += bytes;
+  }
+  double num_involved = 0.0, max_sent = 0.0, max_received = 0.0;
+  for (std::size_t g = 0; g < n; ++g) {
+    if (!involved[g]) continue;
+    num_involved += 1.0;
+    max_sent = std::max(max_sent, sent[g]);
+    max_received = std::max(max_received, received[g]);
+  }
+  auto* per_rank = r.mutable_wire_bytes_per_rank();
+  per_rank->set_max_sent(max_sent);
+  per_rank->set_max_received(max_received);
+  per_rank->set_mean_sent(num_involved > 0 ? total / num_involved : 0.0);  // every byte sent is received
+  per_rank->set_mean_received(per_rank->mean_sent());
+  r.set_total_bytes(total);
+}
+
+// The lower bound: no link delivers its bytes faster than its capacity, and nothing moves before the smallest
+// start-up latency has passed.
+void fill_bound(const topologies::Cluster& cluster, const network::Network& net, reports::CollectiveResult& r) {
+  const auto& counters = net.link_counters();
+  double bound_s = 0.0;
+  std::uint32_t bound_link = 0;
+  for (std::uint32_t l = 0; l < counters.size(); ++l) {
+    const double t = counters[l].bytes / cluster.link(l).capacity_bps;
+    if (t > bound_s) {
+      bound_s = t;
+      bound_link = l;
+    }
+  }
+  if (bound_s <= 0.0) return;
+  r.set_bound_us(bound_s * 1e6 + us_from_time(net.stats().min_flow_latency_ps));
+  r.set_sim_over_bound(r.time_us() / r.bound_us());
+  r.set_bound_link(cluster.link_name(bound_link));
+}
+
+// The busiest links by utilisation (ties by link index), and totals per kind of link.
+void fill_link_usage(const topologies::Cluster& cluster, const network::Network& net, TimePs elapsed,
+                     reports::CollectiveResult& r) {
+  const auto& counters = net.link_counters();
+  const double seconds = seconds_from_time(elapsed);
+  std::vector<double> utilisation(counters.size(), 0.0);
+  std::vector<std::uint32_t> used;
+  for (std::uint32_t l = 0; l < counters.size(); ++l) {
+    if (counters[l].bytes <= 0.0) continue;
+    used.push_back(l);
+    if (seconds > 0) utilisation[l] = counters[l].bytes / (cluster.link(l).capacity_bps * seconds);
+  }
+  const std::size_t shown = std::min<std::size_t>(kNumBusiestLinks, used.size());
+  std::partial_sort(used.begin(), used.begin() + static_cast<std::ptrdiff_t>(shown), used.end(),
+                    [&](std::uint32_t a, std::uint32_t b) {
+                      return utilisation[a] != utilisation[b] ? utilisation[a] > utilisation[b] : a < b;
+                    });
+  for (std::size_t i = 0; i < shown; ++i) {
+    const std::uint32_t l = used[i];
+    auto* u = r.add_busiest_links();
+    u->set_name(cluster.link_name(l));
+    u->set_kind(topologies::link_kind_name(cluster.link(l).kind));
+    u->set_bytes(counters[l].bytes);
+    u->set_capacity_gbps(cluster.link(l).capacity_bps / 1e9);
+    u->set_utilisation(utilisation[l]);
+    u->set_busy_fraction(elapsed > 0 ? static_cast<double>(counters[l].busy_ps) / static_cast<double>(elapsed) : 0.0);
+  }
+  for (int k = 0; k < topologies::kNumLinkKinds; ++k) {
+    const auto kind = static_cast<topologies::LinkKind>(k);
+    double bytes = 0.0, max_util = 0.0, sum_util = 0.0;
+    std::int64_t num_links = 0, num_used = 0;
+    for (std::uint32_t l = 0; l < counters.size(); ++l) {
+      if (cluster.link(l).kind != kind) continue;
+      ++num_links;
+      bytes += counters[l].bytes;
+      if (counters[l].bytes <= 0.0) continue;
+      ++num_used;
+      max_util = std::max(max_util, utilisation[l]);
+      sum_util += utilisation[l];
+    }
+    auto* usage = r.add_link_kinds();
+    usage->set_kind(topologies::link_kind_name(kind));
+    usage->set_num_links(num_links);
+    usage->set_bytes(bytes);
+    usage->set_max_utilisation(max_util);
+    usage->set_mean_utilisation(num_used > 0 ? sum_util / static_cast<double>(num_used) : 0.0);
+  }
+}
+
+}  // namespace
+
 reports::CollectiveResult run_collective(const topologies::Cluster& cluster, const TransferGraph& graph,
                                          double bytes_per_unit, double epsilon, const std::string& name,
                                          double send_buffer_bytes_mean, int group_size) {
@@ -102,113 +206,22 @@ reports::CollectiveResult run_collective(const topologies::Cluster& cluster, con
   reports::CollectiveResult r;
   r.set_name(name);
   const TimePs elapsed = runner.end_time() - runner.start_time();
-  const double seconds = seconds_from_time(elapsed);
   r.set_time_us(us_from_time(elapsed));
-
-  // Per-rank wire bytes, from the transfers themselves (local copies excluded).
-  const int num_gpus = cluster.num_gpus();
-  std::vector<double> sent(static_cast<std::size_t>(num_gpus), 0.0), received(static_cast<std::size_t>(num_gpus), 0.0);
-  std::vector<char> involved(static_cast<std::size_t>(num_gpus), 0);
-  double total = 0.0;
-  for (const auto& node : graph.nodes()) {
-    if (node.src_gpu < 0) continue;
-    involved[static_cast<std::size_t>(node.src_gpu)] = involved[static_cast<std::size_t>(node.dst_gpu)] = 1;
-    if (node.src_gpu == node.dst_gpu) continue;
-    const double bytes = node.units * bytes_per_unit;
-    sent[static_cast<std::size_t>(node.src_gpu)] += bytes;
-    received[static_cast<std::size_t>(node.dst_gpu)] += bytes;
-    total += bytes;
-  }
-  double num_involved = 0.0, sum_sent = 0.0, sum_received = 0.0, max_sent = 0.0, max_received = 0.0;
-  for (int g = 0; g < num_gpus; ++g) {
-    if (!involved[static_cast<std::size_t>(g)]) continue;
-    num_involved += 1.0;
-    sum_sent += sent[static_cast<std::size_t>(g)];
-    sum_received += received[static_cast<std::size_t>(g)];
-    max_sent = std::max(max_sent, sent[static_cast<std::size_t>(g)]);
-    max_received = std::max(max_received, received[static_cast<std::size_t>(g)]);
-  }
-  auto* per_rank = r.mutable_wire_bytes_per_rank();
-  per_rank->set_max_sent(max_sent);
-  per_rank->set_mean_sent(num_involved > 0 ? sum_sent / num_involved : 0.0);
-  per_rank->set_max_received(max_received);
-  per_rank->set_mean_received(num_involved > 0 ? sum_received / num_involved : 0.0);
-  r.set_total_bytes(total);
+  fill_wire_bytes(graph, bytes_per_unit, cluster.num_gpus(), r);
   r.set_send_buffer_bytes_mean(send_buffer_bytes_mean);
-  const double algbw = seconds > 0 ? send_buffer_bytes_mean / seconds : 0.0;
+  const double algbw = elapsed > 0 ? send_buffer_bytes_mean / seconds_from_time(elapsed) : 0.0;
   r.set_algbw_gbps(algbw / 1e9);
   r.set_busbw_gbps(group_size > 0 ? algbw / 1e9 * (group_size - 1) / group_size : 0.0);
+  fill_bound(cluster, net, r);
+  fill_link_usage(cluster, net, elapsed, r);
 
-  // Lower bound: no link can deliver its bytes faster than its capacity, and nothing moves before the
-  // smallest start-up latency has passed.
-  const auto& counters = net.link_counters();
-  double bound_s = 0.0;
-  std::uint32_t bound_link = 0;
-  for (std::uint32_t l = 0; l < counters.size(); ++l) {
-    const double t = counters[l].bytes / cluster.link(l).capacity_bps;
-    if (t > bound_s) {
-      bound_s = t;
-      bound_link = l;
-    }
-  }
   const auto& stats = net.stats();
-  const double min_latency_us = stats.num_flows > 0 && stats.min_flow_latency_ps != std::numeric_limits<TimePs>::max()
-                                    ? us_from_time(stats.min_flow_latency_ps)
-                                    : 0.0;
-  r.set_bound_us(bound_s > 0 ? bound_s * 1e6 + min_latency_us : 0.0);
-  r.set_sim_over_bound(r.bound_us() > 0 ? r.time_us() / r.bound_us() : 0.0);
-  r.set_bound_link(bound_s > 0 ? cluster.link_name(bound_link) : "");
-
-  // Busiest links, by utilisation over the collective's time; ties by link index.
-  std::vector<std::uint32_t> order;
-  for (std::uint32_t l = 0; l < counters.size(); ++l) {
-    if (counters[l].bytes > 0.0) order.push_back(l);
-  }
-  auto utilisation = [&](std::uint32_t l) {
-    return seconds > 0 ? counters[l].bytes / (cluster.link(l).capacity_bps * seconds) : 0.0;
-  };
-  const std::size_t shown = std::min<std::size_t>(kNumBusiestLinks, order.size());
-  std::partial_sort(
-      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
-      [&](std::uint32_t a, std::uint32_t b) {
-        return counters[a].bytes / cluster.link(a).capacity_bps > counters[b].bytes / cluster.link(b).capacity_bps ||
-               (counters[a].bytes / cluster.link(a).capacity_bps == counters[b].bytes / cluster.link(b).capacity_bps &&
-                a < b);
-      });
-  for (std::size_t i = 0; i < shown; ++i) {
-    const std::uint32_t l = order[i];
-    auto* u = r.add_busiest_links();
-    u->set_name(cluster.link_name(l));
-    u->set_kind(topologies::link_kind_name(cluster.link(l).kind));
-    u->set_bytes(counters[l].bytes);
-    u->set_capacity_gbps(cluster.link(l).capacity_bps / 1e9);
-    u->set_utilisation(utilisation(l));
-    u->set_busy_fraction(elapsed > 0 ? static_cast<double>(counters[l].busy_ps) / static_cast<double>(elapsed) : 0.0);
-  }
-  for (int k = 0; k < topologies::kNumLinkKinds; ++k) {
-    const auto kind = static_cast<topologies::LinkKind>(k);
-    auto* usage = r.add_link_kinds();
-    usage->set_kind(topologies::link_kind_name(kind));
-    double bytes = 0.0, max_util = 0.0, sum_util = 0.0;
-    std::int64_t num_links = 0, num_used = 0;
-    for (std::uint32_t l = 0; l < counters.size(); ++l) {
-      if (cluster.link(l).kind != kind) continue;
-      ++num_links;
-      bytes += counters[l].bytes;
-      if (counters[l].bytes > 0.0) {
-        ++num_used;
-        max_util = std::max(max_util, utilisation(l));
-        sum_util += utilisation(l);
-      }
-    }
-    usage->set_num_links(num_links);
-    usage->set_bytes(bytes);
-    usage->set_max_utilisation(max_util);
-    usage->set_mean_utilisation(num_used > 0 ? sum_util / static_cast<double>(num_used) : 0.0);
-  }
   r.set_num_flows(static_cast<std::int64_t>(stats.num_flows));
   r.set_num_recomputations(static_cast<std::int64_t>(stats.num_recomputations));
   r.set_max_active_flows(static_cast<std::int64_t>(stats.max_active_flows));
+  char fingerprint[17];
+  std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(stats.fingerprint));
+  r.set_fingerprint(fingerprint);
   return r;
 }
 

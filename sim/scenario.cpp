@@ -55,7 +55,7 @@ ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std
     }
   }
   if (map.has("bytes_per_rank")) spec.bytes_per_rank = map.size("bytes_per_rank");
-  spec.tokens_per_rank = map.integer("tokens_per_rank", spec.tokens_per_rank, 0, 1LL << 40);
+  if (map.has("tokens_per_rank")) spec.tokens_per_rank = map.integer("tokens_per_rank", std::nullopt, 0, 1LL << 40);
   spec.ep = static_cast<int>(map.integer("ep", spec.ep, 0, 1'000'000));
   spec.routing = map.string("routing", spec.routing);
   spec.node_limit = static_cast<int>(map.integer("node_limit", spec.node_limit, 0, 1'000'000));
@@ -97,7 +97,9 @@ ResolvedScenario resolve(const ScenarioSpec& spec) {
       throw std::invalid_argument("model: missing (a preset name, a model YAML or a config.json)");
     a.model = workloads::load_model(spec.model);
   }
-  a.tokens_per_rank = spec.tokens_per_rank;
+  constexpr std::int64_t kDefaultTokensPerRank = 4096;
+  a.tokens_per_rank = spec.tokens_per_rank.value_or(
+      a.model && a.model->tokens_per_rank ? *a.model->tokens_per_rank : kDefaultTokensPerRank);
   a.ep = spec.ep;
   a.routing = workloads::parse_routing(spec.routing);
   a.routing.node_limit = spec.node_limit;

@@ -5,7 +5,7 @@
 //   cluster: h800              # preset name, cluster YAML path, or an inline mapping in the cluster schema
 //   nodes: 32                  # node count (overrides the preset's or file's)
 //   model: deepseek-v3         # preset, model YAML, HF config.json, or an inline mapping
-//   tokens_per_rank: 4096
+//   tokens_per_rank: 4096      # [the model file's tokens_per_rank, else 4096]
 //   ep: 64                     # EP group size (default: gcd(GPUs, experts))
 //   routing: zipf:1.0          # uniform | zipf:S
 //   node_limit: 4              # at most this many nodes per token (0: no limit)
@@ -37,7 +37,7 @@ struct ScenarioSpec {
   YAML::Node model_inline;
   std::string model_source;
   std::optional<double> bytes_per_rank;
-  std::int64_t tokens_per_rank = 4096;
+  std::optional<std::int64_t> tokens_per_rank;  // unset: the model file's, else 4096
   int ep = 0;
   std::string routing = "uniform";
   int node_limit = 0;

@@ -223,6 +223,7 @@ MoeModel parse_model(const YAML::Node& node, const std::string& source) {
   model.num_shared_experts = integer("num_shared_experts", model.num_shared_experts, 0, 0);
   model.moe_intermediate_size = integer("moe_intermediate_size", model.moe_intermediate_size, 1, std::nullopt);
   model.num_layers = integer("num_layers", model.num_layers, 1, std::nullopt);
+  if (cfg.has("tokens_per_rank")) model.tokens_per_rank = cfg.integer("tokens_per_rank", std::nullopt, 0, 1LL << 40);
 
   if (model.num_topk > model.num_experts) {
     const std::string topk = std::to_string(model.num_topk);

@@ -13,8 +13,10 @@
 //   dispatch_dtype: fp8        # fp8 | bf16 | fp16 | fp32
 //   dispatch_scale_block: 128  # fp8 only: one fp32 scale per this many channels (0: none)
 //   combine_dtype: bf16
+//   tokens_per_rank: 8192      # optional: the workload's tokens per rank, used unless a scenario or flag says
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +41,7 @@ struct MoeModel {
   DType dispatch_dtype = DType::kBf16;
   int dispatch_scale_block = 0;  // channels per fp32 scale for fp8 dispatch; 0 = no scales
   DType combine_dtype = DType::kBf16;
+  std::optional<std::int64_t> tokens_per_rank;  // a model file's default workload size; presets leave it unset
 
   // Bytes of one token copy on the wire: hidden x element size, plus scales for fp8 dispatch.
   double dispatch_bytes_per_token() const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/rng.hpp"
 #include "topologies/cluster.hpp"
 
 namespace moesim::sim::network {
@@ -136,7 +137,14 @@ void Network::retire_finished(TimePs now) {
     if (on_link.empty()) counters_[link].busy_ps += now - busy_since_[link];
     mark_changed(link);
   }
-  for (std::uint32_t f : retiring_) is_dying_[f] = 0;
+  // The order of flows within one instant is incidental (heap layout), so their tags enter the fingerprint
+  // through a sum, and the instant through the running hash.
+  std::uint64_t tags = 0;
+  for (std::uint32_t f : retiring_) {
+    is_dying_[f] = 0;
+    tags += splitmix64(flows_[f].tag);
+  }
+  stats_.fingerprint = hash_combine(hash_combine(stats_.fingerprint, static_cast<std::uint64_t>(now)), tags);
   num_active_ -= retiring_.size();
 }
 

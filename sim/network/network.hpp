@@ -64,6 +64,9 @@ struct NetworkStats {
   std::uint64_t num_flows_rerated = 0;  // flows whose rate a recomputation visited, summed
   std::uint64_t max_active_flows = 0;
   TimePs min_flow_latency_ps = std::numeric_limits<TimePs>::max();
+  // A hash of the trajectory: every completion instant with the tags of the flows that ended there. Any change
+  // in behaviour changes it; tests/scenario/fingerprints.csv pins it for a few scenarios.
+  std::uint64_t fingerprint = 0;
 };
 
 class Network {
