@@ -132,6 +132,7 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
 int run_presets_command(int argc, char** argv, int first) {
   Args args("moesim presets [--format text|json]", "Lists the shipped cluster and model presets.");
   args.option("format", "text|json", "output format (default text)");
+  args.option("seed", "N", "accepted as by every command; listing presets draws nothing");
   args.flag("help", "show this help");
   args.parse(argc, argv, first);
   if (args.flag_set("help")) {

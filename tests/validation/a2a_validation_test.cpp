@@ -71,6 +71,38 @@ TEST(A2aValidation, UniformDirectInsideOneNvSwitchNodeIsWithinOnePercentOfTheBou
   EXPECT_LE(c.sim_over_bound(), 1.01);
 }
 
+TEST(A2aValidation, OversubscribedLeafUplinkSetsTheTimeOfAUniformAllToAll) {
+  // Four single-GPU nodes on two leaves (2 NICs down, 1 uplink each: 2:1 oversubscribed) under one spine; every
+  // port 50 GB/s. A direct all-to-all with c = 1 MB per pair sends 2 x 2 = 4 flows across each leaf uplink, so
+  // each crossing flow runs at 50/4 GB/s from start to end; the one intra-leaf flow per node gets the rest of
+  // its NIC port and ends first. The crossing flows' path has four 1 us hops (NIC, leaf-spine, spine-leaf, NIC;
+  // PCIe hops cost nothing here):  T = 4 us + 4 c / 50 GB/s = 84 us, and the uplink sets the bound.
+  const std::string yaml = R"(name: oversubscribed
+nodes: 4
+gpus_per_node: 1
+gpu: {name: test-gpu, bf16_tflops: 100, hbm_bandwidth: 1 TB/s, hbm_capacity: 16 GiB}
+nvlink: {domain_gpus: 1}
+pcie: {bandwidth: 100 GB/s, latency: 0 us}
+nic: {per_node: 1, bandwidth: 50 GB/s, latency: 1 us, overhead: 0 us}
+fabric:
+  rail_optimized: false
+  link: {bandwidth: 50 GB/s, latency: 1 us}
+  leaf: {down: 2, up: 1}
+  spine: {down: 2}
+)";
+  const topologies::Cluster cluster(topologies::parse_cluster(YAML::Load(yaml), "oversubscribed.yaml", std::nullopt));
+  A2aConfig config;
+  config.cluster_name = "oversubscribed";
+  config.bytes_per_rank = 4e6;  // 1 MB to each of the 4 ranks, itself included
+  config.epsilon = 0.0;
+  const auto result = run_a2a(cluster, config);
+  const auto& c = result.collectives(0);
+  const double expected_us = 4.0 + 4.0 * 1e6 / 50e9 * 1e6;
+  print("2:1 leaf uplink", expected_us, c.time_us());
+  EXPECT_NEAR(c.time_us(), expected_us, 2e-6);
+  EXPECT_NE(c.bound_link().find("spine"), std::string::npos) << c.bound_link();
+}
+
 TEST(A2aValidation, BytesAreConservedThroughTheLayer) {
   // Direct dispatch without deduplication: every (token, expert) copy whose expert lives on another rank
   // crosses the network once, so bytes delivered = off-diagonal copies x bytes per copy, and with the local
