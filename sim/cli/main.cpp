@@ -37,6 +37,16 @@ void declare_common(Args& args) {
   args.flag("help", "show this help");
 }
 
+// A JSON string literal.
+std::string quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 std::string output_format(const Args& args) {
   const std::string format = args.get("format").value_or("text");
   if (format != "text" && format != "json")
@@ -144,14 +154,14 @@ int run_presets_command(int argc, char** argv, int first) {
     std::string out = "{\n  \"clusters\": [\n";
     const auto clusters = topologies::cluster_presets();
     for (std::size_t i = 0; i < clusters.size(); ++i) {
-      out += "    {\"name\": \"" + clusters[i].name +
-             "\", \"default_nodes\": " + std::to_string(clusters[i].default_nodes) + ", \"summary\": \"" +
-             clusters[i].summary + "\"}" + (i + 1 < clusters.size() ? ",\n" : "\n");
+      out += "    {\"name\": " + quoted(clusters[i].name) +
+             ", \"default_nodes\": " + std::to_string(clusters[i].default_nodes) +
+             ", \"summary\": " + quoted(clusters[i].summary) + "}" + (i + 1 < clusters.size() ? ",\n" : "\n");
     }
     out += "  ],\n  \"models\": [\n";
     const auto models = workloads::model_presets();
     for (std::size_t i = 0; i < models.size(); ++i) {
-      out += "    {\"name\": \"" + models[i].name + "\", \"summary\": \"" + models[i].summary + "\"}" +
+      out += "    {\"name\": " + quoted(models[i].name) + ", \"summary\": " + quoted(models[i].summary) + "}" +
              (i + 1 < models.size() ? ",\n" : "\n");
     }
     out += "  ]\n}\n";

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
 
 namespace {
 
@@ -66,6 +67,21 @@ TEST(Cli, PresetsListsEveryShippedClusterAndModel) {
                            "qwen3-30b-a3b", "switch-base-128"}) {
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
   }
+}
+
+TEST(Cli, JsonOutputsParse) {
+  // JSON is a subset of YAML, so yaml-cpp reads what moesim writes.
+  const CliRun presets = moesim("presets --format json");
+  ASSERT_EQ(presets.exit_code, 0);
+  const YAML::Node p = YAML::Load(presets.out);
+  EXPECT_EQ(p["clusters"].size(), 4u);
+  EXPECT_EQ(p["models"].size(), 4u);
+  const CliRun a2a = moesim("a2a --scenario " + data("small.yaml") + " --format json");
+  ASSERT_EQ(a2a.exit_code, 0);
+  const YAML::Node r = YAML::Load(a2a.out);
+  EXPECT_EQ(r["collectives"].size(), 2u);
+  EXPECT_EQ(r["collectives"][0]["busiest_links"].size(), 5u);
+  EXPECT_GE(r["collectives"][0]["sim_over_bound"].as<double>(), 1.0);
 }
 
 TEST(Cli, ScenarioRunsAndReportsDispatchAndCombine) {
