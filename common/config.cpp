@@ -40,8 +40,8 @@ YAML::Node load_yaml_file(const std::string& path) {
   return load_yaml_text(buffer.str(), path);
 }
 
-ConfigMap::ConfigMap(YAML::Node node, std::string file, std::string path)
-    : node_(std::move(node)), file_(std::move(file)), path_(std::move(path)) {
+ConfigMap::ConfigMap(const YAML::Node& node, std::string file, std::string path)
+    : node_(node), file_(std::move(file)), path_(std::move(path)) {
   if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
     throw std::invalid_argument(where() + ": expected a mapping of keys, got " + describe(node_));
   }

@@ -32,7 +32,7 @@ YAML::Node load_yaml_text(const std::string& text, const std::string& source);
 class ConfigMap {
  public:
   // `node` must be a mapping (a null node reads as an empty mapping). `path` is this map's key path.
-  ConfigMap(YAML::Node node, std::string file, std::string path = "");
+  ConfigMap(const YAML::Node& node, std::string file, std::string path = "");
 
   bool has(std::string_view key) const;
   const std::string& file() const { return file_; }

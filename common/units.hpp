@@ -6,6 +6,7 @@
 // GiB, TiB) powers of 1024. "b" is a bit, "B" a byte.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -19,12 +20,8 @@ inline constexpr TimePs kPsPerUs = 1'000'000;
 inline constexpr TimePs kPsPerMs = 1'000'000'000;
 inline constexpr TimePs kPsPerS = 1'000'000'000'000;
 
-constexpr TimePs time_from_ns(double ns) {
-  return static_cast<TimePs>(ns * static_cast<double>(kPsPerNs) + 0.5);
-}
-constexpr TimePs time_from_us(double us) {
-  return static_cast<TimePs>(us * static_cast<double>(kPsPerUs) + 0.5);
-}
+inline TimePs time_from_ns(double ns) { return std::llround(ns * static_cast<double>(kPsPerNs)); }
+inline TimePs time_from_us(double us) { return std::llround(us * static_cast<double>(kPsPerUs)); }
 constexpr double seconds_from_time(TimePs t) {
   return static_cast<double>(t) / static_cast<double>(kPsPerS);
 }

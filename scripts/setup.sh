@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build libboost-graph-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler libgtest-dev
-          clang-format git)
+          clang-format clang-tidy git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,7 @@
 namespace moesim::sim {
 
 // The scenario before resolution: names and values as written, so later layers can override them.
+// NOLINTNEXTLINE(bugprone-exception-escape): copying a YAML::Node allocates; a failure there is fatal anyway.
 struct ScenarioSpec {
   std::string cluster;  // preset or path; ignored when cluster_inline is set
   YAML::Node cluster_inline;

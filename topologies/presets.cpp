@@ -204,6 +204,7 @@ std::optional<std::string_view> preset_yaml(std::string_view name) {
 
 std::vector<std::string> preset_names() {
   std::vector<std::string> names;
+  names.reserve(std::size(kPresets));
   for (const Preset& preset : kPresets) names.emplace_back(preset.name);
   return names;
 }

@@ -48,7 +48,7 @@ std::string quoted(const std::string& text) {
 }
 
 std::string output_format(const Args& args) {
-  const std::string format = args.get("format").value_or("text");
+  std::string format = args.get("format").value_or("text");
   if (format != "text" && format != "json")
     throw std::invalid_argument("--format: expected text or json, got '" + format + "'");
   return format;

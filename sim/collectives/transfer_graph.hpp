@@ -47,6 +47,7 @@ class TransferGraph {
   std::vector<std::pair<NodeIdx, NodeIdx>> edges_;
 };
 
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and never deleted through FlowListener.
 class TransferRunner final : public network::FlowListener {
  public:
   TransferRunner(network::Network& network, const TransferGraph& graph, double bytes_per_unit);

@@ -104,7 +104,9 @@ void Network::retire_finished(TimePs now) {
       if (dying_on_link_[link]++ == 0) touched_links_.push_back(link);
     }
   }
-  auto rebuild = [&](std::uint32_t link) { return dying_on_link_[link] * 4 >= flows_on_[link].size(); };
+  auto rebuild = [&](std::uint32_t link) {
+    return std::size_t{dying_on_link_[link]} * 4 >= flows_on_[link].size();
+  };
   for (std::uint32_t f : retiring_) {
     const Flow& flow = flows_[f];
     const PathRef path = paths_[f];

@@ -50,7 +50,7 @@ class FlowListener {
   virtual void on_flow_done(std::uint64_t tag) = 0;
 
  protected:
-  ~FlowListener() = default;
+  ~FlowListener() = default;  // listeners are never deleted through this interface
 };
 
 struct LinkCounters {
