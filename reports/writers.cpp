@@ -80,7 +80,8 @@ std::string a2a_text(const A2aResult& r) {
   if (r.collectives_size() > 1) out += pad("total", 10, false) + pad(fmt("%.2f us", r.total_time_us()), 13) + "\n";
   for (const CollectiveResult& c : r.collectives()) {
     out += "\n" + c.name() + ": " + std::to_string(c.num_flows()) + " flows, " +
-           std::to_string(c.num_recomputations()) + " rate recomputations; bound set by " + c.bound_link() + "\n";
+           std::to_string(c.num_recomputations()) + " rate recomputations solving " +
+           std::to_string(c.num_rates_solved()) + " flow rates; bound set by " + c.bound_link() + "\n";
     out += "  busiest links" + pad("kind", 25) + pad("carried", 12) + pad("util", 9) + pad("busy", 9) + "\n";
     for (const LinkUsage& l : c.busiest_links()) {
       out += "  " + pad(l.name(), 28, false) + pad(l.kind(), 10) + pad(human_bytes(l.bytes()), 12) +

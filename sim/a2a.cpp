@@ -219,6 +219,7 @@ reports::CollectiveResult run_collective(const topologies::Cluster& cluster, con
   r.set_num_flows(static_cast<std::int64_t>(stats.num_flows));
   r.set_num_recomputations(static_cast<std::int64_t>(stats.num_recomputations));
   r.set_max_active_flows(static_cast<std::int64_t>(stats.max_active_flows));
+  r.set_num_rates_solved(static_cast<std::int64_t>(stats.num_flows_rerated));
   char fingerprint[17];
   std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(stats.fingerprint));
   r.set_fingerprint(fingerprint);

@@ -11,6 +11,7 @@ namespace moesim::sim::network {
 namespace {
 
 constexpr TimePs kNever = std::numeric_limits<TimePs>::max();
+constexpr double kNoChange = std::numeric_limits<double>::infinity();  // changed_below_ of an unchanged link
 constexpr double kPsPerSecond = 1e12;
 
 }  // namespace
@@ -28,6 +29,7 @@ Network::Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOpti
   counters_.resize(num_links);
   busy_since_.resize(num_links, 0);
   link_mark_.resize(num_links, 0);
+  changed_below_.resize(num_links, kNoChange);
   link_local_.resize(num_links, 0);
   dying_on_link_.resize(num_links, 0);
 }
@@ -50,6 +52,7 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
   flow.listener = listener;
   flow.tag = tag;
   flows_.push_back(flow);
+  rates_.push_back(0.0);
   paths_.push_back(
       PathRef{static_cast<std::uint32_t>(path_links_.size()), static_cast<std::uint32_t>(route_scratch_.size())});
   flow_mark_.push_back(0);
@@ -63,8 +66,9 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
   if (!in_event_) schedule_next();
 }
 
-void Network::mark_changed(std::uint32_t link) {
-  changed_links_.push_back(link);
+void Network::mark_changed(std::uint32_t link, double keep_below) {
+  if (changed_below_[link] == kNoChange) changed_links_.push_back(link);
+  changed_below_[link] = std::min(changed_below_[link], keep_below);
 }
 
 void Network::activate(std::uint32_t f, TimePs now) {
@@ -76,17 +80,16 @@ void Network::activate(std::uint32_t f, TimePs now) {
   }
   flow.updated_at = static_cast<double>(now);
   flow.remaining = flow.bytes;
-  flow.rate = 0.0;
+  rates_[f] = 0.0;
   for (std::uint32_t h = 0; h < path.num_hops; ++h) {
     const std::uint32_t link = path_links_[path.begin + h];
     auto& on_link = flows_on_[link];
     if (on_link.empty()) busy_since_[link] = now;
     path_slots_[path.begin + h] = static_cast<std::uint32_t>(on_link.size());
     on_link.push_back(f);
-    mark_changed(link);
+    mark_changed(link, 0.0);  // an arrival can change every rate in its component
   }
   ++num_active_;
-  has_arrivals_ = true;
   stats_.max_active_flows = std::max(stats_.max_active_flows, num_active_);
 }
 
@@ -99,14 +102,12 @@ void Network::retire_finished(TimePs now) {
   touched_links_.clear();
   for (std::uint32_t f : retiring_) {
     is_dying_[f] = 1;
-    min_departed_rate_ = std::min(min_departed_rate_, flows_[f].rate);
     for (std::uint32_t link : links_of(f)) {
       if (dying_on_link_[link]++ == 0) touched_links_.push_back(link);
+      mark_changed(link, rates_[f]);  // flows slower than a departing one keep their rates (maxmin.hpp)
     }
   }
-  auto rebuild = [&](std::uint32_t link) {
-    return std::size_t{dying_on_link_[link]} * 4 >= flows_on_[link].size();
-  };
+  auto rebuild = [&](std::uint32_t link) { return std::size_t{dying_on_link_[link]} * 4 >= flows_on_[link].size(); };
   for (std::uint32_t f : retiring_) {
     const Flow& flow = flows_[f];
     const PathRef path = paths_[f];
@@ -137,7 +138,6 @@ void Network::retire_finished(TimePs now) {
     }
     dying_on_link_[link] = 0;
     if (on_link.empty()) counters_[link].busy_ps += now - busy_since_[link];
-    mark_changed(link);
   }
   // The order of flows within one instant is incidental (heap layout), so their tags enter the fingerprint
   // through a sum, and the instant through the running hash.
@@ -175,26 +175,27 @@ void Network::recompute(TimePs now) {
     link_local_[link] = static_cast<std::uint32_t>(component_links_.size());
     component_links_.push_back(link);
   };
-  for (std::uint32_t link : changed_links_) add_link(link);
-  changed_links_.clear();
 
-  // Breadth-first over the flow-link graph: everything a change can reach. After departures alone, flows slower
-  // than the slowest departed one keep their rates (maxmin.hpp): they stop the search and only use up capacity.
-  // A small relative slack includes flows that rounding left a hair below that rate, which is always safe.
-  // The same scan of each link's flows yields the problem's residual capacity and its flows to solve.
-  const double keep_below = has_arrivals_ ? 0.0 : min_departed_rate_ * (1.0 - 1e-9);
-  has_arrivals_ = false;
-  min_departed_rate_ = std::numeric_limits<double>::infinity();
+  // Breadth-first over the flow-link graph from every changed link: everything a change can reach. Flows slower
+  // than the slowest flow that left through a changed link keep their rates (maxmin.hpp): they stop the search
+  // and only use up capacity; an arrival stops nothing. Searches run from the lowest threshold up, so a region
+  // that two changes reach is searched with the lower threshold (the higher one's region is then inside it),
+  // while changes in unrelated parts of the network keep their own thresholds. A small relative slack includes
+  // flows that rounding left a hair below a threshold, which is always safe. The same scan of each link's flows
+  // yields the problem's residual capacity and its flows to solve.
+  std::sort(changed_links_.begin(), changed_links_.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return changed_below_[a] != changed_below_[b] ? changed_below_[a] < changed_below_[b] : a < b;
+  });
   SharingProblem& problem = problem_;
   problem.remaining.clear();
   problem.link_begin.assign(1, 0);
-  for (std::size_t i = 0; i < component_links_.size(); ++i) {
-    const std::uint32_t link = component_links_[i];
+  auto scan = [&](std::uint32_t link, double keep_below) {
     double remaining = capacity_[link];
     std::uint32_t num_solving = 0;
     for (std::uint32_t f : flows_on_[link]) {
-      if (flows_[f].rate < keep_below) {
-        remaining -= flows_[f].rate;
+      const double rate = rates_[f];
+      if (rate < keep_below) {
+        remaining -= rate;
         continue;
       }
       ++num_solving;
@@ -205,7 +206,15 @@ void Network::recompute(TimePs now) {
     }
     problem.remaining.push_back(remaining);
     problem.link_begin.push_back(problem.link_begin.back() + num_solving);
+  };
+  std::size_t scanned = 0;
+  for (std::uint32_t seed : changed_links_) {
+    const double keep_below = changed_below_[seed] * (1.0 - 1e-9);
+    changed_below_[seed] = kNoChange;
+    add_link(seed);
+    for (; scanned < component_links_.size(); ++scanned) scan(component_links_[scanned], keep_below);
   }
+  changed_links_.clear();
   if (component_flows_.empty()) return;
   ++stats_.num_recomputations;
   stats_.num_flows_rerated += component_flows_.size();
@@ -229,10 +238,10 @@ void Network::recompute(TimePs now) {
     const std::uint32_t f = component_flows_[i];
     Flow& flow = flows_[f];
     const double rate = new_rates_[i];
-    if (rate == flow.rate && finish_.contains(f)) continue;
-    flow.remaining = std::max(0.0, flow.remaining - flow.rate * (t - flow.updated_at));
+    if (rate == rates_[f] && finish_.contains(f)) continue;
+    flow.remaining = std::max(0.0, flow.remaining - rates_[f] * (t - flow.updated_at));
     flow.updated_at = t;
-    flow.rate = rate;
+    rates_[f] = rate;
     finish_.set(f, rate > 0.0 ? t + flow.remaining / rate : std::numeric_limits<double>::infinity());
   }
 }
@@ -297,6 +306,7 @@ void Network::reset_if_idle() {
   if (num_active_ != 0 || !arrivals_.empty() || !done_.empty()) return;
   flows_.clear();
   paths_.clear();
+  rates_.clear();
   flow_mark_.clear();
   is_dying_.clear();
   path_links_.clear();

@@ -86,7 +86,7 @@ class Network {
 
   // What MaxMinSolver::solve_system reads (tests and tools use it; the network builds its problems itself).
   double capacity(std::uint32_t link) const { return capacity_[link]; }
-  double rate(std::uint32_t flow) const { return flows_[flow].rate; }
+  double rate(std::uint32_t flow) const { return rates_[flow]; }
   const std::vector<std::uint32_t>& flows_on(std::uint32_t link) const { return flows_on_[link]; }
   struct PathView {
     const std::uint32_t* first;
@@ -104,7 +104,6 @@ class Network {
   struct Flow {
     double bytes = 0.0;
     double remaining = 0.0;   // bytes left as of updated_at
-    double rate = 0.0;        // bytes per ps
     double updated_at = 0.0;  // ps
     FlowListener* listener = nullptr;
     std::uint64_t tag = 0;
@@ -127,7 +126,7 @@ class Network {
   void retire_finished(TimePs now);
   void set_slot(std::uint32_t flow, std::uint32_t link, std::uint32_t slot);
   void recompute(TimePs now);
-  void mark_changed(std::uint32_t link);
+  void mark_changed(std::uint32_t link, double keep_below);
   void reset_if_idle();
 
   Simulator& sim_;
@@ -140,7 +139,10 @@ class Network {
   std::vector<TimePs> busy_since_;
 
   std::vector<Flow> flows_;
-  std::vector<PathRef> paths_;             // by flow
+  std::vector<PathRef> paths_;  // by flow
+  // By flow, bytes per ps; apart from Flow because the component search reads it for every flow on every link
+  // it visits.
+  std::vector<double> rates_;
   std::vector<std::uint32_t> path_links_;  // flows' paths, appended; reset when the network is idle
   std::vector<std::uint32_t> path_slots_;  // parallel to path_links_: the flow's index in flows_on_[link]
   // Flows in their start-up latency, by the time they become active. Few distinct instants hold many flows
@@ -156,6 +158,7 @@ class Network {
 
   // Recomputation scratch: links touched since the last recomputation, and the component found from them.
   std::vector<std::uint32_t> changed_links_;
+  std::vector<double> changed_below_;  // by link: flows slower than this on it keep their rates (infinity: unchanged)
   std::vector<std::uint32_t> link_mark_;
   std::vector<std::uint32_t> flow_mark_;
   std::uint32_t mark_ = 0;
@@ -168,8 +171,6 @@ class Network {
   MaxMinSolver solver_;
   std::vector<std::uint32_t> route_scratch_;
 
-  bool has_arrivals_ = false;                                           // since the last recomputation
-  double min_departed_rate_ = std::numeric_limits<double>::infinity();  // likewise
   TimePs busy_start_ = 0;
   std::uint64_t generation_ = 0;
   TimePs scheduled_at_ = -1;
