@@ -20,8 +20,12 @@ inline constexpr TimePs kPsPerUs = 1'000'000;
 inline constexpr TimePs kPsPerMs = 1'000'000'000;
 inline constexpr TimePs kPsPerS = 1'000'000'000'000;
 
-inline TimePs time_from_ns(double ns) { return std::llround(ns * static_cast<double>(kPsPerNs)); }
-inline TimePs time_from_us(double us) { return std::llround(us * static_cast<double>(kPsPerUs)); }
+inline TimePs time_from_ns(double ns) {
+  return std::llround(ns * static_cast<double>(kPsPerNs));
+}
+inline TimePs time_from_us(double us) {
+  return std::llround(us * static_cast<double>(kPsPerUs));
+}
 constexpr double seconds_from_time(TimePs t) {
   return static_cast<double>(t) / static_cast<double>(kPsPerS);
 }

@@ -279,6 +279,7 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
     in->set_combine_bytes_per_token(model.combine_bytes_per_token());
     in->set_routing(config.routing.describe());
     in->set_node_limit(config.routing.node_limit);
+    in->set_device_limit(config.routing.device_limit);
     in->set_token_dedup(config.token_dedup);
 
     double units_total = 0.0;

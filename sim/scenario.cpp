@@ -59,6 +59,7 @@ ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std
   spec.ep = static_cast<int>(map.integer("ep", spec.ep, 0, 1'000'000));
   spec.routing = map.string("routing", spec.routing);
   spec.node_limit = static_cast<int>(map.integer("node_limit", spec.node_limit, 0, 1'000'000));
+  spec.device_limit = static_cast<int>(map.integer("device_limit", spec.device_limit, 0, 1'000'000));
   spec.algorithm = map.choice("algorithm", collectives::algorithm_names(), spec.algorithm);
   spec.token_dedup = map.boolean("token_dedup", spec.token_dedup);
   spec.seed = static_cast<std::uint64_t>(map.integer("seed", static_cast<std::int64_t>(spec.seed), 0));
@@ -98,11 +99,12 @@ ResolvedScenario resolve(const ScenarioSpec& spec) {
     a.model = workloads::load_model(spec.model);
   }
   constexpr std::int64_t kDefaultTokensPerRank = 4096;
-  a.tokens_per_rank = spec.tokens_per_rank.value_or(
-      a.model && a.model->tokens_per_rank ? *a.model->tokens_per_rank : kDefaultTokensPerRank);
+  a.tokens_per_rank = spec.tokens_per_rank.value_or(a.model && a.model->tokens_per_rank ? *a.model->tokens_per_rank
+                                                                                        : kDefaultTokensPerRank);
   a.ep = spec.ep;
   a.routing = workloads::parse_routing(spec.routing);
   a.routing.node_limit = spec.node_limit;
+  a.routing.device_limit = spec.device_limit;
   a.algorithm = collectives::parse_algorithm(spec.algorithm);
   a.token_dedup = spec.token_dedup;
   a.seed = spec.seed;

@@ -7,8 +7,9 @@
 //   model: deepseek-v3         # preset, model YAML, HF config.json, or an inline mapping
 //   tokens_per_rank: 4096      # [the model file's tokens_per_rank, else 4096]
 //   ep: 64                     # EP group size (default: gcd(GPUs, experts))
-//   routing: zipf:1.0          # uniform | zipf:S
+//   routing: zipf:1.0          # uniform | zipf:S | dirichlet:A | lognormal:CV | hot:H:P
 //   node_limit: 4              # at most this many nodes per token (0: no limit)
+//   device_limit: 0            # at most this many EP ranks per token (0: no limit)
 //   algorithm: rail            # direct | pairwise | hierarchical | rail
 //   token_dedup: true          # a token bound for several experts on one rank (node) travels once
 //   seed: 1
@@ -42,6 +43,7 @@ struct ScenarioSpec {
   int ep = 0;
   std::string routing = "uniform";
   int node_limit = 0;
+  int device_limit = 0;
   std::string algorithm = "direct";
   bool token_dedup = true;
   std::uint64_t seed = 1;

@@ -1,35 +1,52 @@
 // Per-token sampling of one MoE layer's routing, folded into per-rank and per-node traffic counts.
 //
-// Theory of operation. Every token draws its num_topk experts by successive sampling without replacement: each
-// pick takes expert e with probability p_e / (sum of p over the eligible experts), the Plackett-Luce step. An
-// expert is eligible if the token has not picked it yet and, once the token has experts on node_limit distinct
-// nodes, if it sits on one of those nodes. Each pick is drawn by rejection from a proposal that is cheap to
-// sample and covers the eligible experts with their popularity as weight:
-//   - before the limit is reached: the popularity itself, from a Walker alias table over all experts;
-//   - at the limit: the popularity restricted to the token's nodes, i.e. a touched node with probability
-//     proportional to its mass, then an expert from that node's own alias table. Experts on other nodes are
-//     never proposed, so the draw does not spin through the (often ~90%) ineligible mass.
-// A proposal that was already picked is redrawn. Rejection keeps the law exact: an accepted expert has
-// probability proportional to p_e among the eligible ones. When the eligible share of the proposal is small
-// (strong skew once the hot experts are taken) redraws pile up, so after kMaxRedraws consecutive rejections the
-// token switches to an exact inverse-CDF scan over its eligible experts, for this and its remaining picks (its
-// eligible set only shrinks). Both methods sample the same conditional law, so the switch costs no accuracy,
-// and extreme skew never loops for long.
+// Theory of operation. Each pick of a token belongs to a pick class with a weight w_e per expert. Popularity
+// routing (uniform, zipf, dirichlet, lognormal) has one class, whose weight is the popularity. hot:H:P has two,
+// hot and cold, each weighing 1 on its members and 0 elsewhere; a token draws its hot count n_h first (one uniform,
+// skipped when k P is an integer) and makes its n_h hot picks, then its cold ones. A pick takes expert e of its
+// class with probability w_e / (sum of w over the class's eligible experts), the Plackett-Luce step. An expert is
+// eligible if the token has not picked it yet and it respects the limits: once the token has experts on node_limit
+// distinct nodes, it must sit on one of those nodes; once on device_limit distinct ranks, on one of those ranks.
+// So a token passes through up to three stages, and each pick is drawn by rejection from a proposal that is cheap
+// to sample and covers the stage's eligible experts with their weight:
+//   - free (no limit reached): the class weight itself, from a Walker alias table over the class's members;
+//   - node limit reached: a touched node with probability proportional to its class mass, then an expert from
+//     that node's alias table for the class (a pick may still open a new rank on a touched node);
+//   - device limit reached: a touched rank by its class mass, then an expert from that rank's alias table. This
+//     stage is final (the touched ranks lie on touched nodes, so the node limit cannot bind any more).
+// Experts off the touched nodes (ranks) are never proposed, so the draw does not spin through the (often ~90%)
+// ineligible mass. A proposal that was already picked, or that fell on a touched unit without members of the class,
+// is redrawn. Rejection keeps the law exact: an accepted expert has probability proportional to w_e among the
+// eligible ones. When the eligible share of the proposal is small (strong skew once the hot experts are taken)
+// redraws pile up, so after kMaxRedraws consecutive rejections the token switches to an exact inverse-CDF scan over
+// its eligible experts, for this and its remaining picks of the class (its eligible set only shrinks). Both methods
+// sample the same conditional law, so the switch costs no accuracy, and extreme skew never loops for long.
+//
+// Validation guarantees that a pick never finds its class's eligible set empty: the limits' units must hold num_topk
+// experts (the fewest experts that node_limit nodes, or device_limit ranks, can hold), and for hot routing the
+// units a token can be confined to must hold its hot picks and then its cold ones (validate_hot_limit).
 //
 // Invariants the counts satisfy (tests check them): per source, the copies row sums to tokens_per_rank x
 // num_topk; tokens_to_rank <= copies_to_rank entrywise, and equal when every rank holds one expert (no token
-// picks an expert twice); tokens_to_node <= copies_to_node; per token, at most node_limit nodes are touched.
+// picks an expert twice); tokens_to_node <= copies_to_node; per token, at most node_limit nodes and device_limit
+// ranks are touched.
 //
-// Cost: one alias draw per proposal before the limit, two at it (node, then expert), and a token makes
-// num_topk / acceptance proposals, where acceptance is the unpicked share of the proposal's mass. Uniform routing
-// accepts nearly every proposal; under strong skew most proposals hit the token's own hot experts (zipf:2 costs
-// about six times as much as uniform), and kMaxRedraws caps the waste. Nothing is allocated per token: "already
-// picked" and "node touched" are stamps compared with a per-token counter, so nothing is cleared between tokens,
-// and a rank's copies are counted per expert and folded into its rows once. Ranks are split over threads; each
-// rank draws from Rng(seed, hash(group, rank)) and writes only its own matrix rows, and each thread's expert
-// counts are summed afterwards, so the result does not depend on the thread count. Measured on the 2-core
-// development machine (Release): 2,048 ranks x 4,096 tokens, top-8 of 256 experts, node limit 4 on 8-GPU nodes
-// take about 0.5 s uniform (0.8 s on one thread) and 1.2 s zipf:1 with EP 256; 0.45 s and 0.65 s with EP 64.
+// Cost: one alias draw per proposal in the free stage, two at a limit (unit, then expert), and a token makes
+// num_topk / acceptance proposals, where acceptance is the unpicked share of the proposal's mass. Uniform and hot
+// routing accept nearly every proposal; under strong skew most proposals hit the token's own hot experts (zipf:2
+// costs about six times as much as uniform), and kMaxRedraws caps the waste. Nothing is allocated per token:
+// "already picked", "rank touched" and "node touched" are stamps compared with a per-token counter, so nothing is
+// cleared between tokens, and a rank's copies are counted per expert and folded into its rows once. Ranks are split
+// over threads; each rank draws from Rng(seed, hash(group, rank)) and writes only its own matrix rows, and each
+// thread's expert counts are summed afterwards, so the result does not depend on the thread count.
+//
+// Measured on the 2-core development machine (Release, both cores), 2,048 ranks x 4,096 tokens, top-8 of 256
+// experts, node limit 4 on 8-GPU nodes, seconds with EP 256 / EP 64:
+//   uniform 0.41 / 0.37, zipf:1 0.94 / 0.58, zipf:2 2.8 / 2.1, dirichlet:1 0.56 / 0.40, dirichlet:0.3 0.72 / 0.43,
+//   lognormal:1 0.53 / 0.39, lognormal:3 0.83 / 0.47, hot:16:0.5 0.39 / 0.40.
+// A device limit of 6 ranks (EP 64) brings them to 0.51 uniform, 0.93 zipf:1, 0.75 dirichlet:0.3, 0.77 lognormal:3
+// and 0.49 hot:16:0.5: most tokens reach the limit, and its proposals meet the token's own picks often. Scanning
+// the (24) experts of the touched ranks, or weighting the ranks by their unpicked mass, measured slower still.
 #include "workloads/traffic.hpp"
 
 #include <algorithm>
@@ -54,6 +71,7 @@ constexpr int kMaxRedraws = 32;
 // Below this many expert picks per thread, starting a thread costs more than it saves.
 constexpr std::int64_t kMinPicksPerThread = std::int64_t{1} << 16;
 constexpr double kNever = std::numeric_limits<double>::infinity();  // a bound no draw reaches
+constexpr int kNoLimit = std::numeric_limits<int>::max();
 
 __extension__ using Uint128 = unsigned __int128;
 
@@ -107,12 +125,65 @@ int draw_alias(const AliasColumn* columns, int count, Rng& rng) {
   return static_cast<std::uint64_t>(product) < c.threshold ? c.expert_idx : c.alias_idx;
 }
 
+// Experts of one pick class, grouped by a unit (rank or node): the members on unit u are
+// order[begin[u], begin[u + 1]) in ascending expert order, with their alias table at the same positions of `alias`
+// and their total weight mass[u].
+struct UnitTables {
+  std::vector<int> begin;
+  std::vector<int> order;
+  std::vector<AliasColumn> alias;
+  std::vector<double> mass;
+
+  void build(const std::vector<double>& weight, const std::vector<int>& members, const std::vector<int>& unit_of_expert,
+             int num_units) {
+    begin.assign(to_size(num_units) + 1, 0);
+    mass.assign(to_size(num_units), 0.0);
+    order.resize(members.size());
+    alias.resize(members.size());
+    for (const int e : members) ++begin[to_size(unit_of_expert[to_size(e)]) + 1];
+    for (int u = 0; u < num_units; ++u) begin[to_size(u) + 1] += begin[to_size(u)];
+    std::vector<int> next(begin.begin(), begin.end() - 1);
+    for (const int e : members) order[to_size(next[to_size(unit_of_expert[to_size(e)])]++)] = e;
+    std::vector<double> weights(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) weights[i] = weight[to_size(order[i])];
+    for (int u = 0; u < num_units; ++u) {
+      const int first = begin[to_size(u)];
+      const int count = begin[to_size(u) + 1] - first;
+      for (int i = first; i < first + count; ++i) mass[to_size(u)] += weights[to_size(i)];
+      build_alias(order.data() + first, weights.data() + first, count, alias.data() + first);
+    }
+  }
+};
+
+// A pick class: its weight by expert (0 off the class), its members (ascending), their alias table, and the same
+// grouped by EP rank (the rank layout is the same in every group; the node layout is per group, in RankSampler).
+struct PickClass {
+  std::vector<double> weight;
+  std::vector<int> members;
+  std::vector<AliasColumn> alias;
+  UnitTables by_rank;
+};
+
+// k P, rounded to the nearest integer when it is one up to rounding (0.3 x 10 is 3.0000000000000004 in doubles, and
+// must not allow a fourth hot pick).
+double expected_hot_picks(int num_topk, double hot_share) {
+  const double x = num_topk * hot_share;
+  const double nearest = std::round(x);
+  return std::abs(x - nearest) <= 1e-9 * std::max(1.0, x) ? nearest : x;
+}
+
 struct SharedInputs {
   const TrafficOptions& options;
-  std::vector<double> popularity;
-  std::vector<AliasColumn> alias;  // over all experts
+  std::vector<PickClass> classes;  // [0] only, or [0] hot and [1] cold
   int experts_per_rank = 0;
+  std::vector<int> rank_of_expert;
+  bool is_hot = false;
+  int min_hot_picks = 0;      // floor(k P)
+  double extra_hot_odds = 0;  // frac(k P): the probability of one more hot pick
 };
+
+// The scan's candidates at each stage.
+enum class Stage { kFree, kNodeLimit, kDeviceLimit };
 
 // One thread's sampler: scratch sized once, reused for every token of every rank the thread owns.
 class RankSampler {
@@ -126,40 +197,27 @@ class RankSampler {
         node_mark_(to_size(shared.options.ep), 0),
         expert_count_(to_size(num_experts_), 0),
         tokens_per_expert_(to_size(num_experts_), 0),
-        rank_of_expert_(to_size(num_experts_), 0),
         node_of_expert_(to_size(num_experts_), 0),
-        expert_order_(to_size(num_experts_), 0),
-        node_alias_(to_size(num_experts_)),
+        node_tables_(shared.classes.size()),
         candidates_(to_size(num_experts_), 0),
         touched_nodes_(to_size(num_topk_) + 1, 0),
-        touched_cumulative_mass_(to_size(num_topk_) + 2, 0.0),
+        touched_ranks_(to_size(num_topk_) + 1, 0),
+        cumulative_mass_(to_size(num_topk_) + 2, 0.0),
         slot_alias_(to_size(num_topk_) + 1, nullptr),
         slot_count_(to_size(num_topk_) + 1, 0) {
-    for (int e = 0; e < num_experts_; ++e) rank_of_expert_[e] = e / shared.experts_per_rank;
+    const int limit = shared.options.routing.device_limit;
+    device_limit_ = limit > 0 && limit < shared.options.ep ? limit : kNoLimit;
   }
 
-  // Lays out the experts of a group by node: who lives where, each node's mass and its alias table.
+  // Lays out the experts of a group by node: who lives where, and per class each node's mass and alias table.
   void set_group(const EpGroupTraffic& group) {
-    const int num_nodes = group.num_nodes;
     const int limit = shared_.options.routing.node_limit;
-    node_limit_ = limit > 0 && limit < num_nodes ? limit : std::numeric_limits<int>::max();
-    node_begin_.assign(to_size(num_nodes) + 1, 0);
-    node_mass_.assign(to_size(num_nodes), 0.0);
+    node_limit_ = limit > 0 && limit < group.num_nodes ? limit : kNoLimit;
     for (int e = 0; e < num_experts_; ++e) {
-      const int node = group.node_of_rank[rank_of_expert_[e]];
-      node_of_expert_[e] = node;
-      ++node_begin_[node + 1];
+      node_of_expert_[to_size(e)] = group.node_of_rank[to_size(shared_.rank_of_expert[to_size(e)])];
     }
-    for (int n = 0; n < num_nodes; ++n) node_begin_[n + 1] += node_begin_[n];
-    std::vector<int> next(node_begin_.begin(), node_begin_.end() - 1);
-    for (int e = 0; e < num_experts_; ++e) expert_order_[next[node_of_expert_[e]]++] = e;
-    std::vector<double> weights(to_size(num_experts_));
-    for (int i = 0; i < num_experts_; ++i) weights[i] = shared_.popularity[expert_order_[i]];
-    for (int n = 0; n < num_nodes; ++n) {
-      const int begin = node_begin_[n];
-      const int count = node_begin_[n + 1] - begin;
-      for (int i = begin; i < begin + count; ++i) node_mass_[n] += weights[i];
-      build_alias(expert_order_.data() + begin, weights.data() + begin, count, node_alias_.data() + begin);
+    for (std::size_t c = 0; c < shared_.classes.size(); ++c) {
+      node_tables_[c].build(shared_.classes[c].weight, shared_.classes[c].members, node_of_expert_, group.num_nodes);
     }
   }
 
@@ -169,111 +227,184 @@ class RankSampler {
     const auto num_nodes = to_size(group.num_nodes);
     std::int64_t* const tokens_to_rank = group.tokens_to_rank.data() + to_size(rank_idx) * to_size(shared_.options.ep);
     std::int64_t* const tokens_to_node = group.tokens_to_node.data() + to_size(rank_idx) * num_nodes;
-    const AliasColumn* const alias = shared_.alias.data();
-    const AliasColumn* const node_alias = node_alias_.data();
-    const int* const node_begin = node_begin_.data();
-    const double* const node_mass = node_mass_.data();
-    const int* const rank_of_expert = rank_of_expert_.data();
+    const int* const rank_of_expert = shared_.rank_of_expert.data();
     const int* const node_of_expert = node_of_expert_.data();
     std::uint32_t* const expert_mark = expert_mark_.data();
     std::uint32_t* const rank_mark = rank_mark_.data();
     std::uint32_t* const node_mark = node_mark_.data();
     std::int64_t* const expert_count = expert_count_.data();
     int* const touched_nodes = touched_nodes_.data();
-    double* const cumulative = touched_cumulative_mass_.data();  // [t]: mass of the first t touched nodes
-    const AliasColumn** const slot_alias = slot_alias_.data();   // by touched slot, at the limit
+    int* const touched_ranks = touched_ranks_.data();
+    double* const cumulative = cumulative_mass_.data();         // [t]: class mass of the first t touched units
+    const AliasColumn** const slot_alias = slot_alias_.data();  // by touched slot, at a limit
     int* const slot_count = slot_count_.data();
-    const int num_experts = num_experts_;
     const int num_topk = num_topk_;
-    const int limit = node_limit_;
+    const int node_limit = node_limit_;
+    const int device_limit = device_limit_;
+    const bool is_hot = shared_.is_hot;
+    const int min_hot_picks = shared_.min_hot_picks;
+    const double extra_hot_odds = shared_.extra_hot_odds;
     const std::int64_t num_tokens = shared_.options.tokens_per_rank;
+
+    // The first class's alias table, and the current class's (switched once per hot token, from hot to cold). Plain
+    // locals: the free stage reads them on every proposal.
+    const AliasColumn* const first_alias = shared_.classes[0].alias.data();
+    const auto first_num_members = static_cast<int>(shared_.classes[0].members.size());
+    const PickClass& second = shared_.classes.back();
+    // Loads the touched units' class masses and alias tables into the slots; returns the total mass.
+    auto load_slots = [&](const UnitTables& tables, const int* units, int num_units) {
+      cumulative[0] = 0.0;
+      for (int t = 0; t < num_units; ++t) {
+        const auto u = to_size(units[t]);
+        cumulative[t + 1] = cumulative[t] + tables.mass[u];
+        slot_alias[t] = tables.alias.data() + tables.begin[u];
+        slot_count[t] = tables.begin[u + 1] - tables.begin[u];
+      }
+      return cumulative[num_units];
+    };
 
     Rng rng(shared_.options.seed,
             hash_combine(static_cast<std::uint64_t>(group_idx), static_cast<std::uint64_t>(rank_idx)));
     for (std::int64_t token_idx = 0; token_idx < num_tokens; ++token_idx) {
       const std::uint32_t stamp = next_stamp();
-      int num_touched = 0;
+      // Picks before the class switch: all of them for popularity routing, n_h for hot routing.
+      int num_first = num_topk;
+      if (is_hot) num_first = min_hot_picks + (extra_hot_odds > 0.0 && rng.uniform() < extra_hot_odds ? 1 : 0);
+      int class_idx = 0;
+      const AliasColumn* alias = first_alias;
+      int num_members = first_num_members;
+      int num_nodes_touched = 0;
+      int num_ranks_touched = 0;
       bool is_exact = false;  // set when rejection failed kMaxRedraws times: scan for the remaining picks
-      auto record = [&](int e) {
+      int k = 0;
+      // Free stage: propose from the class's whole weight.
+      for (; k < num_topk && num_nodes_touched < node_limit && num_ranks_touched < device_limit; ++k) {
+        if (k == num_first) {  // hot routing only: from hot to cold
+          class_idx = 1;
+          alias = second.alias.data();
+          num_members = static_cast<int>(second.members.size());
+          is_exact = false;
+        }
+        int e = -1;
+        for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
+          const int proposal = draw_alias(alias, num_members, rng);
+          if (expert_mark[proposal] != stamp) {
+            e = proposal;
+            break;
+          }
+        }
+        if (e < 0) {
+          is_exact = true;
+          e = draw_by_scan(rng, stamp, Stage::kFree, class_idx, 0);
+        }
         expert_mark[e] = stamp;
         ++expert_count[e];
-        // Branch-free: whether a pick opens a new rank or node is a coin flip the predictor cannot learn.
+        // Branch-free: whether a pick opens a new rank or node is a coin flip the predictor cannot learn. The
+        // slot is written always and kept only if the unit is new (it is otherwise the next free one).
         const int rank = rank_of_expert[e];
-        tokens_to_rank[rank] += rank_mark[rank] != stamp ? 1 : 0;
+        const int is_new_rank = rank_mark[rank] != stamp ? 1 : 0;
         rank_mark[rank] = stamp;
+        tokens_to_rank[rank] += is_new_rank;
+        touched_ranks[num_ranks_touched] = rank;
+        num_ranks_touched += is_new_rank;
         const int node = node_of_expert[e];
         const int is_new_node = node_mark[node] != stamp ? 1 : 0;
         node_mark[node] = stamp;
         tokens_to_node[node] += is_new_node;
-        // Written always, kept only if the node is new (the slot is otherwise the next free one).
-        touched_nodes[num_touched] = node;
-        cumulative[num_touched + 1] = cumulative[num_touched] + node_mass[node];
-        slot_alias[num_touched] = node_alias + node_begin[node];
-        slot_count[num_touched] = node_begin[node + 1] - node_begin[node];
-        num_touched += is_new_node;
-      };
-
-      int k = 0;
-      // Before the limit: propose from the whole popularity.
-      for (; k < num_topk && num_touched < limit; ++k) {
-        int e = -1;
-        for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
-          const int proposal = draw_alias(alias, num_experts, rng);
-          if (expert_mark[proposal] != stamp) {
-            e = proposal;
-            break;
-          }
-        }
-        if (e < 0) {
-          is_exact = true;
-          e = draw_by_scan(rng, stamp, false, num_touched);
-        }
-        record(e);
+        touched_nodes[num_nodes_touched] = node;
+        num_nodes_touched += is_new_node;
       }
-      if (k == num_topk) continue;
-      // At the limit: propose a touched node by its mass, then an expert of it from the node's alias table. No
-      // new node can be touched from here on, so a pick only updates the expert and rank counts.
-      const double total = cumulative[num_touched];
-      // The slot is the number of cumulative masses at or below u. Up to 4 slots (node limits are small: DeepSeek-V3
-      // uses 4) it is counted without branches; the padding never counts, and the clamp absorbs u == total.
-      const bool is_small = num_touched <= 4;
-      const double bound[4] = {0.0, num_touched > 1 ? cumulative[1] : kNever, num_touched > 2 ? cumulative[2] : kNever,
-                               num_touched > 3 ? cumulative[3] : kNever};
-      for (; k < num_topk; ++k) {
-        int e = -1;
-        for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
-          const double u = rng.uniform() * total;
-          int slot = 0;
-          if (is_small) {
-            slot = (u >= bound[1] ? 1 : 0) + (u >= bound[2] ? 1 : 0) + (u >= bound[3] ? 1 : 0);
-          } else {
-            for (int t = 1; t < num_touched; ++t) slot += u >= cumulative[t] ? 1 : 0;
+
+      // Node limit reached: propose a touched node by its mass, then an expert of it from the node's alias table.
+      // No new node can be touched from here on, but a new rank of a touched node can.
+      if (k < num_topk && num_ranks_touched < device_limit) {
+        double total = 0.0;
+        // The slot is the number of cumulative masses at or below u. Up to 4 slots (node limits are small:
+        // DeepSeek-V3 uses 4) it is counted without branches; the padding never counts, and the clamp absorbs
+        // u == total.
+        const bool is_small = num_nodes_touched <= 4;
+        double bound[4] = {0.0, kNever, kNever, kNever};
+        auto load_nodes = [&] {
+          total = load_slots(node_tables_[to_size(class_idx)], touched_nodes, num_nodes_touched);
+          for (int t = 1; t < 4; ++t) bound[t] = num_nodes_touched > t ? cumulative[t] : kNever;
+        };
+        load_nodes();
+        for (; k < num_topk && num_ranks_touched < device_limit; ++k) {
+          if (k == num_first) {
+            class_idx = 1;
+            is_exact = false;
+            load_nodes();
           }
-          slot = std::min(slot, num_touched - 1);
-          const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
-          if (expert_mark[proposal] != stamp) {
-            e = proposal;
-            break;
+          int e = -1;
+          for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
+            const double u = rng.uniform() * total;
+            int slot = 0;
+            if (is_small) {
+              slot = (u >= bound[1] ? 1 : 0) + (u >= bound[2] ? 1 : 0) + (u >= bound[3] ? 1 : 0);
+            } else {
+              for (int t = 1; t < num_nodes_touched; ++t) slot += u >= cumulative[t] ? 1 : 0;
+            }
+            slot = std::min(slot, num_nodes_touched - 1);
+            if (slot_count[slot] == 0) continue;  // a node without members of the class, reached only by rounding
+            const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
+            if (expert_mark[proposal] != stamp) {
+              e = proposal;
+              break;
+            }
           }
+          if (e < 0) {
+            is_exact = true;
+            e = draw_by_scan(rng, stamp, Stage::kNodeLimit, class_idx, num_nodes_touched);
+          }
+          expert_mark[e] = stamp;
+          ++expert_count[e];
+          const int rank = rank_of_expert[e];
+          const int is_new_rank = rank_mark[rank] != stamp ? 1 : 0;
+          rank_mark[rank] = stamp;
+          tokens_to_rank[rank] += is_new_rank;
+          touched_ranks[num_ranks_touched] = rank;
+          num_ranks_touched += is_new_rank;
         }
-        if (e < 0) {
-          is_exact = true;
-          e = draw_by_scan(rng, stamp, true, num_touched);
+      }
+
+      // Device limit reached: propose a touched rank by its mass, then an expert of it. Touched ranks lie on
+      // touched nodes, so nothing new is touched from here on.
+      if (k < num_topk) {
+        double total = load_slots(shared_.classes[to_size(class_idx)].by_rank, touched_ranks, num_ranks_touched);
+        for (; k < num_topk; ++k) {
+          if (k == num_first) {
+            class_idx = 1;
+            is_exact = false;
+            total = load_slots(second.by_rank, touched_ranks, num_ranks_touched);
+          }
+          int e = -1;
+          for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
+            const double u = rng.uniform() * total;
+            int slot = 0;
+            for (int t = 1; t < num_ranks_touched; ++t) slot += u >= cumulative[t] ? 1 : 0;
+            if (slot_count[slot] == 0) continue;  // as above
+            const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
+            if (expert_mark[proposal] != stamp) {
+              e = proposal;
+              break;
+            }
+          }
+          if (e < 0) {
+            is_exact = true;
+            e = draw_by_scan(rng, stamp, Stage::kDeviceLimit, class_idx, num_ranks_touched);
+          }
+          expert_mark[e] = stamp;
+          ++expert_count[e];
         }
-        expert_mark[e] = stamp;
-        ++expert_count[e];
-        const int rank = rank_of_expert[e];
-        tokens_to_rank[rank] += rank_mark[rank] != stamp ? 1 : 0;
-        rank_mark[rank] = stamp;
       }
     }
 
     std::int64_t* const copies_to_rank = group.copies_to_rank.data() + to_size(rank_idx) * to_size(shared_.options.ep);
     std::int64_t* const copies_to_node = group.copies_to_node.data() + to_size(rank_idx) * num_nodes;
-    for (int e = 0; e < num_experts; ++e) {
+    for (int e = 0; e < num_experts_; ++e) {
       copies_to_rank[rank_of_expert[e]] += expert_count[e];
       copies_to_node[node_of_expert[e]] += expert_count[e];
-      tokens_per_expert_[e] += expert_count[e];
+      tokens_per_expert_[to_size(e)] += expert_count[e];
       expert_count[e] = 0;
     }
   }
@@ -291,35 +422,43 @@ class RankSampler {
     return stamp_;
   }
 
-  // Inverse CDF over every eligible expert (unpicked; on a touched node at the limit), summed afresh in a fixed
-  // order: exact whatever the skew. Kept out of line so that the hot loop stays small.
-  [[gnu::noinline]] int draw_by_scan(Rng& rng, std::uint32_t stamp, bool is_at_limit, int num_touched) {
-    const double* p = shared_.popularity.data();
+  // Inverse CDF over every eligible expert of the class (unpicked; on a touched node or rank at a limit), summed
+  // afresh in a fixed order: exact whatever the skew. Kept out of line so that the hot loop stays small.
+  [[gnu::noinline]] int draw_by_scan(Rng& rng, std::uint32_t stamp, Stage stage, int class_idx, int num_touched) {
+    const PickClass& pick_class = shared_.classes[to_size(class_idx)];
+    const double* w = pick_class.weight.data();
     int num_candidates = 0;
     double total = 0.0;
     auto consider = [&](int e) {
-      if (expert_mark_[e] == stamp) return;
-      candidates_[num_candidates++] = e;
-      total += p[e];
+      if (expert_mark_[to_size(e)] == stamp) return;
+      candidates_[to_size(num_candidates++)] = e;
+      total += w[e];
     };
-    if (is_at_limit) {
+    auto consider_units = [&](const UnitTables& tables, const std::vector<int>& touched) {
       for (int t = 0; t < num_touched; ++t) {
-        const auto node = to_size(touched_nodes_[t]);
-        for (int i = node_begin_[node]; i < node_begin_[node + 1]; ++i) consider(expert_order_[i]);
+        const auto unit = to_size(touched[to_size(t)]);
+        for (int i = tables.begin[unit]; i < tables.begin[unit + 1]; ++i) consider(tables.order[to_size(i)]);
       }
+    };
+    if (stage == Stage::kNodeLimit) {
+      consider_units(node_tables_[to_size(class_idx)], touched_nodes_);
+    } else if (stage == Stage::kDeviceLimit) {
+      consider_units(pick_class.by_rank, touched_ranks_);
     } else {
-      for (int e = 0; e < num_experts_; ++e) consider(e);
+      for (const int e : pick_class.members) consider(e);
     }
-    // The node-limit validation guarantees a candidate. Only popularities that underflowed to zero (zipf with
-    // a huge exponent) can leave no mass: those experts are then equally (un)likely.
+    if (num_candidates == 0)
+      throw std::logic_error("routing: a token ran out of eligible experts; validation missed it");
+    // Only popularities that underflowed to zero (zipf with a huge exponent) can leave no mass: those experts are
+    // then equally (un)likely.
     if (!(total > 0.0)) return candidates_[rng.below(static_cast<std::uint64_t>(num_candidates))];
     double u = rng.uniform() * total;
     int last_positive = candidates_[0];
     for (int i = 0; i < num_candidates; ++i) {
-      const int e = candidates_[i];
-      if (!(p[e] > 0.0)) continue;
+      const int e = candidates_[to_size(i)];
+      if (!(w[e] > 0.0)) continue;
       last_positive = e;
-      u -= p[e];
+      u -= w[e];
       if (u < 0.0) return e;
     }
     return last_positive;  // u ran past the end by rounding
@@ -328,7 +467,8 @@ class RankSampler {
   const SharedInputs& shared_;
   const int num_experts_;
   const int num_topk_;
-  int node_limit_ = 0;  // for the current group; INT_MAX when it cannot bind
+  int node_limit_ = kNoLimit;    // for the current group; kNoLimit when it cannot bind
+  int device_limit_ = kNoLimit;  // kNoLimit when it cannot bind
   std::uint32_t stamp_ = 0;
   // 32-bit marks cannot alias the 64-bit counters.
   std::vector<std::uint32_t> expert_mark_;
@@ -336,24 +476,27 @@ class RankSampler {
   std::vector<std::uint32_t> node_mark_;  // a group has at most ep nodes
   std::vector<std::int64_t> expert_count_;
   std::vector<std::int64_t> tokens_per_expert_;
-  std::vector<int> rank_of_expert_;
-  // The group's layout: node of each expert; experts grouped by node (node n owns positions
-  // [node_begin_[n], node_begin_[n + 1]) of expert_order_ and node_alias_); each node's popularity mass.
-  std::vector<int> node_of_expert_;
-  std::vector<int> expert_order_;
-  std::vector<AliasColumn> node_alias_;
-  std::vector<int> node_begin_;
-  std::vector<double> node_mass_;
+  std::vector<int> node_of_expert_;      // in the current group
+  std::vector<UnitTables> node_tables_;  // per class, in the current group
   std::vector<int> candidates_;
-  // The current token's nodes in the order it touched them, and the mass of the first t of them at [t] ([0] = 0).
+  // The current token's nodes and ranks in the order it touched them.
   std::vector<int> touched_nodes_;
-  std::vector<double> touched_cumulative_mass_;
-  std::vector<const AliasColumn*> slot_alias_;  // alias table and expert count of each touched node
+  std::vector<int> touched_ranks_;
+  // At a limit: the class mass of the first t touched units at [t] ([0] = 0), each unit's alias table and count.
+  std::vector<double> cumulative_mass_;
+  std::vector<const AliasColumn*> slot_alias_;
   std::vector<int> slot_count_;
 };
 
 [[noreturn]] void fail(const std::string& message) {
   throw std::invalid_argument(message);
+}
+
+// "hot:16:0.5", without the limits.
+std::string distribution_of(RoutingSpec spec) {
+  spec.node_limit = 0;
+  spec.device_limit = 0;
+  return spec.describe();
 }
 
 void validate(int num_gpus, const TrafficOptions& o) {
@@ -370,26 +513,134 @@ void validate(int num_gpus, const TrafficOptions& o) {
   }
   if (o.tokens_per_rank < 0) fail("tokens_per_rank: must be >= 0, got " + std::to_string(o.tokens_per_rank));
   if (o.routing.node_limit < 0) fail("node_limit: must be >= 0, got " + std::to_string(o.routing.node_limit));
+  if (o.routing.device_limit < 0) fail("device_limit: must be >= 0, got " + std::to_string(o.routing.device_limit));
   if (o.routing.kind == RoutingSpec::Kind::kZipf &&
       !(std::isfinite(o.routing.zipf_exponent) && o.routing.zipf_exponent > 0.0)) {
     fail("routing: zipf exponent must be finite and > 0, got " + std::to_string(o.routing.zipf_exponent));
   }
+  if (o.routing.kind == RoutingSpec::Kind::kHot) {
+    const RoutingSpec& r = o.routing;
+    const std::string spec = distribution_of(r);
+    if (r.hot_experts < 1 || r.hot_experts >= o.num_experts) {
+      fail("routing: " + spec + ": H must be >= 1 and < num_experts " + std::to_string(o.num_experts));
+    }
+    if (!(r.hot_share > 0.0 && r.hot_share < 1.0)) fail("routing: " + spec + ": P must be in (0, 1)");
+    // Each token picks at most ceil(k P) hot and k - floor(k P) cold experts, without replacement.
+    const double hot_picks = expected_hot_picks(o.num_topk, r.hot_share);
+    const std::string k = std::to_string(o.num_topk);
+    if (hot_picks > r.hot_experts) {
+      fail("routing: " + spec + ": P must be <= H / num_topk = " + std::to_string(r.hot_experts) + " / " + k +
+           " (a token cannot pick more than H distinct hot experts)");
+    }
+    if (o.num_topk - hot_picks > o.num_experts - r.hot_experts) {
+      fail("routing: " + spec +
+           ": 1 - P must be <= (E - H) / num_topk = " + std::to_string(o.num_experts - r.hot_experts) + " / " + k +
+           " (a token cannot pick more than E - H distinct cold experts)");
+    }
+  }
 }
 
-// A token limited to node_limit nodes can always complete its top-k only if even the node_limit nodes with the
-// fewest experts of the group hold num_topk experts between them.
-void validate_node_limit(const EpGroupTraffic& group, int group_idx, const TrafficOptions& o, int experts_per_rank) {
-  const int limit = o.routing.node_limit;
-  if (limit == 0 || group.num_nodes <= limit) return;
-  std::vector<int> experts_on_node(to_size(group.num_nodes), 0);
-  for (const int node : group.node_of_rank) experts_on_node[node] += experts_per_rank;
-  std::sort(experts_on_node.begin(), experts_on_node.end());
-  int reachable = 0;
-  for (int i = 0; i < limit; ++i) reachable += experts_on_node[i];
+// The smallest `count` values of `values` added up (all of them if there are fewer).
+int sum_of_smallest(std::vector<int> values, int count) {
+  std::sort(values.begin(), values.end());
+  int total = 0;
+  for (std::size_t i = 0; i < values.size() && i < to_size(count); ++i) total += values[i];
+  return total;
+}
+
+// A token limited to `limit` units (nodes or ranks) can always complete its top-k only if even the `limit` units
+// with the fewest experts hold num_topk experts between them. Popularity routing only: hot routing needs more.
+void validate_limit(const std::vector<int>& experts_on_unit, int limit, const TrafficOptions& o,
+                    const std::string& what, const std::string& remedy) {
+  const int reachable = sum_of_smallest(experts_on_unit, limit);
   if (reachable < o.num_topk) {
-    fail("node_limit: " + std::to_string(limit) + " nodes of EP group " + std::to_string(group_idx) +
-         " may hold only " + std::to_string(reachable) + " experts (" + std::to_string(experts_per_rank) +
-         " per rank), fewer than num_topk " + std::to_string(o.num_topk) + "; raise the node limit or lower ep");
+    fail(what + " may hold only " + std::to_string(reachable) + " experts (" + std::to_string(o.num_experts / o.ep) +
+         " per rank), fewer than num_topk " + std::to_string(o.num_topk) + "; " + remedy + " or lower ep");
+  }
+}
+
+[[noreturn]] void fail_cold_bound(const std::string& what, const std::string& context, const std::string& remedy,
+                                  int reachable, int num_cold) {
+  fail(what + " may hold only " + std::to_string(reachable) + " cold experts" + context + ", fewer than the " +
+       std::to_string(num_cold) + " cold picks a token can make; " + remedy + " or lower P");
+}
+
+// hot:H:P under a limit of `limit` units (nodes or ranks) with hot_on[u] hot and cold_on[u] cold experts on unit u.
+// A token is stuck only if it reached the limit and its class has nothing left on the units it touched; the bounds
+// below are the fewest experts of the class those units can hold, so passing them means no token is ever stuck.
+//   - Hot picks come first, so every touched unit holds a hot expert: the `limit` smallest non-zero hot counts must
+//     reach the most hot picks a token makes, ceil(k P) (unless no more than `limit` units hold hot experts).
+//   - Then the cold picks, k - n_h of them: a unit touched by a cold pick holds a cold expert, and units without
+//     cold experts can only have been touched by one of the n_h hot picks. So the bound is the sum of the
+//     limit - min(n_h, units without cold experts) smallest non-zero cold counts, for n_h = floor(k P) and ceil(k P).
+// The bounds are tight where hot experts are spread thinly (one per unit): a device limit below ceil(k P) then
+// cannot work, whatever the sampler does.
+void validate_hot_limit(const std::vector<int>& hot_on, const std::vector<int>& cold_on, int limit,
+                        const TrafficOptions& o, const std::string& what, const std::string& remedy) {
+  const auto num_units = static_cast<int>(hot_on.size());
+  const double hot_picks = expected_hot_picks(o.num_topk, o.routing.hot_share);
+  const auto min_hot = static_cast<int>(std::floor(hot_picks));
+  const auto max_hot = static_cast<int>(std::ceil(hot_picks));
+  const std::string context = " of " + distribution_of(o.routing) + " (hot experts drawn from seed " +
+                              std::to_string(o.seed) + ", num_topk " + std::to_string(o.num_topk) + ")";
+  std::vector<int> positive_hot;
+  std::vector<int> positive_cold;
+  int num_without_cold = 0;
+  for (int u = 0; u < num_units; ++u) {
+    if (hot_on[to_size(u)] > 0) positive_hot.push_back(hot_on[to_size(u)]);
+    if (cold_on[to_size(u)] > 0) {
+      positive_cold.push_back(cold_on[to_size(u)]);
+    } else {
+      ++num_without_cold;
+    }
+  }
+  if (max_hot > 0 && static_cast<int>(positive_hot.size()) > limit) {
+    const int reachable = sum_of_smallest(positive_hot, limit);
+    if (reachable < max_hot) {
+      fail(what + " may hold only " + std::to_string(reachable) + " hot experts" + context + ", fewer than the " +
+           std::to_string(max_hot) + " hot picks a token can make; " + remedy + " or choose more hot experts");
+    }
+  }
+  // The cold bound is checked for both hot counts: floor(k P) leaves more cold picks, ceil(k P) may use up more
+  // units without cold experts.
+  for (const int num_hot : {min_hot, max_hot}) {
+    const int num_cold = o.num_topk - num_hot;
+    const int reachable = sum_of_smallest(positive_cold, limit - std::min({num_hot, num_without_cold, limit}));
+    if (num_cold > 0 && reachable < num_cold) {
+      fail_cold_bound(what, context, remedy, reachable, num_cold);
+    }
+  }
+}
+
+// Counts, per unit, the experts of the whole layout and (hot routing) the hot and cold ones.
+struct UnitCounts {
+  std::vector<int> experts;
+  std::vector<int> hot;
+  std::vector<int> cold;
+};
+
+UnitCounts count_per_unit(const std::vector<int>& unit_of_expert, int num_units,
+                          const std::vector<double>* hot_weight) {
+  UnitCounts counts{std::vector<int>(to_size(num_units), 0), std::vector<int>(to_size(num_units), 0),
+                    std::vector<int>(to_size(num_units), 0)};
+  for (std::size_t e = 0; e < unit_of_expert.size(); ++e) {
+    const auto u = to_size(unit_of_expert[e]);
+    ++counts.experts[u];
+    if (hot_weight) ++((*hot_weight)[e] > 0.0 ? counts.hot : counts.cold)[u];
+  }
+  return counts;
+}
+
+// Checks a limit on `num_units` units (expert e on unit_of_expert[e]); `what` names the limit and its units.
+void validate_unit_limit(const std::vector<int>& unit_of_expert, int num_units, int limit, const SharedInputs& shared,
+                         const std::string& what, const std::string& remedy) {
+  if (limit == 0 || num_units <= limit) return;  // a limit the token cannot reach never binds
+  const UnitCounts counts =
+      count_per_unit(unit_of_expert, num_units, shared.is_hot ? &shared.classes[0].weight : nullptr);
+  if (shared.is_hot) {
+    validate_hot_limit(counts.hot, counts.cold, limit, shared.options, what, remedy);
+  } else {
+    validate_limit(counts.experts, limit, shared.options, what, remedy);
   }
 }
 
@@ -407,6 +658,41 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const int ep = options.ep;
   const int experts_per_rank = options.num_experts / ep;
   const int num_groups = num_gpus / ep;
+  const auto num_experts = to_size(options.num_experts);
+
+  // The pick classes: the popularity, or hot and cold with weight 1 on their members.
+  SharedInputs shared{options, {}, experts_per_rank, std::vector<int>(num_experts), false, 0, 0.0};
+  for (std::size_t e = 0; e < num_experts; ++e) shared.rank_of_expert[e] = static_cast<int>(e) / experts_per_rank;
+  if (options.routing.kind == RoutingSpec::Kind::kHot) {
+    shared.is_hot = true;
+    const double hot_picks = expected_hot_picks(options.num_topk, options.routing.hot_share);
+    shared.min_hot_picks = static_cast<int>(std::floor(hot_picks));
+    shared.extra_hot_odds = hot_picks - std::floor(hot_picks);
+    shared.classes.resize(2);
+    shared.classes[0].weight.assign(num_experts, 0.0);
+    for (const int e : hot_experts(options.routing, options.num_experts, options.seed)) {
+      shared.classes[0].weight[to_size(e)] = 1.0;
+    }
+    shared.classes[1].weight.assign(num_experts, 0.0);
+    for (std::size_t e = 0; e < num_experts; ++e) shared.classes[1].weight[e] = 1.0 - shared.classes[0].weight[e];
+  } else {
+    shared.classes.resize(1);
+    shared.classes[0].weight = expert_popularity(options.routing, options.num_experts, options.seed);
+  }
+  for (PickClass& c : shared.classes) {
+    for (std::size_t e = 0; e < num_experts; ++e) {
+      // Popularity routing keeps zero-weight experts (zipf underflow) as members: they stay eligible, at weight 0.
+      if (c.weight[e] > 0.0 || !shared.is_hot) c.members.push_back(static_cast<int>(e));
+    }
+    std::vector<double> member_weight(c.members.size());
+    for (std::size_t i = 0; i < c.members.size(); ++i) member_weight[i] = c.weight[to_size(c.members[i])];
+    c.alias.resize(c.members.size());
+    build_alias(c.members.data(), member_weight.data(), static_cast<int>(c.members.size()), c.alias.data());
+    c.by_rank.build(c.weight, c.members, shared.rank_of_expert, ep);
+  }
+  validate_unit_limit(shared.rank_of_expert, ep, options.routing.device_limit, shared,
+                      "device_limit: " + std::to_string(options.routing.device_limit) + " ranks",
+                      "raise the device limit");
 
   LayerTraffic traffic;
   traffic.options = options;
@@ -422,20 +708,20 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
       group.node_of_rank.push_back(local_node.try_emplace(node, static_cast<int>(local_node.size())).first->second);
     }
     group.num_nodes = static_cast<int>(local_node.size());
-    validate_node_limit(group, g, options, experts_per_rank);
+    std::vector<int> node_of_expert(num_experts);
+    for (std::size_t e = 0; e < num_experts; ++e) {
+      node_of_expert[e] = group.node_of_rank[to_size(shared.rank_of_expert[e])];
+    }
+    validate_unit_limit(
+        node_of_expert, group.num_nodes, options.routing.node_limit, shared,
+        "node_limit: " + std::to_string(options.routing.node_limit) + " nodes of EP group " + std::to_string(g),
+        "raise the node limit");
     const auto ep_size = to_size(ep);
     group.tokens_to_rank.assign(ep_size * ep_size, 0);
     group.copies_to_rank.assign(ep_size * ep_size, 0);
     group.tokens_to_node.assign(ep_size * to_size(group.num_nodes), 0);
     group.copies_to_node.assign(ep_size * to_size(group.num_nodes), 0);
   }
-
-  SharedInputs shared{
-      options, expert_popularity(options.routing, options.num_experts, options.seed), {}, experts_per_rank};
-  std::vector<int> identity(to_size(options.num_experts));
-  for (int e = 0; e < options.num_experts; ++e) identity[e] = e;
-  shared.alias.resize(to_size(options.num_experts));
-  build_alias(identity.data(), shared.popularity.data(), options.num_experts, shared.alias.data());
 
   // Ranks are numbered across groups (unit = group * ep + rank) and cut into contiguous ranges, one per thread.
   const std::int64_t num_units = num_gpus;

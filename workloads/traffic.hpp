@@ -49,8 +49,10 @@ struct LayerTraffic {
   std::vector<std::int64_t> tokens_per_expert;  // summed over groups, by expert idx
 };
 
-// Validates the options against the cluster (EP divides the GPUs and the experts, top-k <= experts, a node limit
-// that can be met) and samples the routing. Throws std::invalid_argument with what was expected.
+// Validates the options against the cluster (EP divides the GPUs and the experts, top-k <= experts, node and device
+// limits that every token can meet, a hot share that top-k picks without replacement can realise; for hot routing
+// under a limit, the seeded hot set must let every token finish its hot and then its cold picks within the limit)
+// and samples the routing. Throws std::invalid_argument with what was expected.
 LayerTraffic build_layer_traffic(const topologies::Cluster& cluster, const TrafficOptions& options);
 
 // The same from the cluster's shape alone: node_of_gpu[g] is the node of GPU g (any non-negative labels). The

@@ -70,8 +70,15 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
                 "config.json");
     args.option("tokens-per-rank", "T", "tokens routed by each rank (default 4096)");
     args.option("ep", "N", "expert-parallel group size (default gcd(GPUs, experts)); groups run at once");
-    args.option("routing", "R", "uniform | zipf:S (Zipf expert popularity with exponent S > 0)");
+    args.option("routing", "R",
+                "expert popularity (default uniform):\n"
+                "  uniform       every expert equally likely\n"
+                "  zipf:S        Zipf with exponent S > 0 over a seeded ranking of the experts\n"
+                "  dirichlet:A   popularity drawn from Dirichlet(A, ..., A), A > 0 (small A: few hot experts)\n"
+                "  lognormal:CV  log-normal per-expert load with coefficient of variation CV > 0\n"
+                "  hot:H:P       H hot experts receive a fraction P of all expert choices");
     args.option("node-limit", "M", "at most M nodes per token, DeepSeek-V3 style (0: no limit)");
+    args.option("device-limit", "M", "at most M EP ranks per token, DeepSeek-V2 style (0: no limit)");
     args.option("algorithm", "A", "direct | pairwise | hierarchical | rail");
     args.option("token-dedup", "on|off",
                 "a token bound for several experts on one rank (node) travels once (on)\nor once per expert (off)");
@@ -110,6 +117,7 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
   if (auto v = args.get_int("ep", 1, 1'000'000)) spec.ep = static_cast<int>(*v);
   if (auto v = args.get("routing")) spec.routing = *v;
   if (auto v = args.get_int("node-limit", 0, 1'000'000)) spec.node_limit = static_cast<int>(*v);
+  if (auto v = args.get_int("device-limit", 0, 1'000'000)) spec.device_limit = static_cast<int>(*v);
   if (auto v = args.get("algorithm")) spec.algorithm = *v;
   if (auto v = args.get("token-dedup")) {
     if (*v != "on" && *v != "off") throw std::invalid_argument("--token-dedup: expected on or off, got '" + *v + "'");

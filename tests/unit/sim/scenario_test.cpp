@@ -38,6 +38,16 @@ TEST(Scenario, TokensPerRankComeFromTheScenarioThenTheModelThenTheDefault) {
   EXPECT_EQ(resolve(apply("cluster: dgx-h100\nnodes: 1\nmodel: mixtral-8x7b\n")).a2a.tokens_per_rank, 4096);
 }
 
+TEST(Scenario, RoutingKeysReachTheRoutingSpec) {
+  const ResolvedScenario r = resolve(
+      apply("cluster: h800\nnodes: 2\nmodel: deepseek-v3\nrouting: hot:8:0.3\nnode_limit: 2\ndevice_limit: 5\n"));
+  EXPECT_EQ(r.a2a.routing.kind, workloads::RoutingSpec::Kind::kHot);
+  EXPECT_EQ(r.a2a.routing.hot_experts, 8);
+  EXPECT_DOUBLE_EQ(r.a2a.routing.hot_share, 0.3);
+  EXPECT_EQ(r.a2a.routing.node_limit, 2);
+  EXPECT_EQ(r.a2a.routing.device_limit, 5);
+}
+
 TEST(Scenario, BytesPerRankMakesAPlainAllToAll) {
   const ResolvedScenario r = resolve(apply("cluster: dgx-h100\nnodes: 1\nbytes_per_rank: 64 MiB\n"));
   EXPECT_FALSE(r.a2a.model.has_value());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -27,7 +28,8 @@ std::vector<int> shape(int num_nodes, int gpus_per_node) {
 }
 
 TrafficOptions make_options(int ep, std::int64_t tokens_per_rank, int num_experts, int num_topk,
-                            const std::string& routing = "uniform", int node_limit = 0, std::uint64_t seed = 1) {
+                            const std::string& routing = "uniform", int node_limit = 0, std::uint64_t seed = 1,
+                            int device_limit = 0) {
   TrafficOptions options;
   options.ep = ep;
   options.tokens_per_rank = tokens_per_rank;
@@ -35,6 +37,7 @@ TrafficOptions make_options(int ep, std::int64_t tokens_per_rank, int num_expert
   options.num_topk = num_topk;
   options.routing = parse_routing(routing);
   options.routing.node_limit = node_limit;
+  options.routing.device_limit = device_limit;
   options.seed = seed;
   return options;
 }
@@ -43,8 +46,8 @@ std::int64_t sum(const std::int64_t* first, std::size_t n) {
   return std::accumulate(first, first + n, std::int64_t{0});
 }
 
-// Checks every invariant that follows from "each token picks num_topk distinct experts" (and, with a node limit,
-// "on at most node_limit nodes"), whatever the distribution.
+// Checks every invariant that follows from "each token picks num_topk distinct experts" (and, with limits, "on at
+// most node_limit nodes and device_limit ranks"), whatever the distribution.
 void expect_invariants(const LayerTraffic& traffic, const std::vector<int>& node_of_gpu) {
   const TrafficOptions& o = traffic.options;
   const std::int64_t t = o.tokens_per_rank;
@@ -77,8 +80,10 @@ void expect_invariants(const LayerTraffic& traffic, const std::vector<int>& node
       // Every token goes somewhere, and to at most num_topk ranks and nodes (node_limit nodes with a limit).
       const std::int64_t max_nodes = std::min<std::int64_t>(
           {o.num_topk, group.num_nodes, o.routing.node_limit > 0 ? o.routing.node_limit : group.num_nodes});
+      const std::int64_t max_ranks =
+          std::min({o.num_topk, ep, o.routing.device_limit > 0 ? o.routing.device_limit : ep});
       EXPECT_GE(sum(tokens_row, static_cast<std::size_t>(ep)), t);
-      EXPECT_LE(sum(tokens_row, static_cast<std::size_t>(ep)), t * std::min(o.num_topk, ep));
+      EXPECT_LE(sum(tokens_row, static_cast<std::size_t>(ep)), t * max_ranks);
       EXPECT_GE(sum(node_tokens_row, nodes), t);
       EXPECT_LE(sum(node_tokens_row, nodes), t * max_nodes);
       std::vector<std::int64_t> copies_on_node(nodes, 0);
@@ -139,6 +144,14 @@ int nodes_reached(const EpGroupTraffic& group, int src) {
   for (int n = 0; n < group.num_nodes; ++n) {
     count += group.tokens_to_node[cell(src, group.num_nodes, n)] > 0 ? 1 : 0;
   }
+  return count;
+}
+
+// The number of ranks with a token of `src` (with tokens_per_rank = 1: the ranks of that token).
+int ranks_reached(const EpGroupTraffic& group, int src) {
+  const auto ep = static_cast<int>(group.gpus.size());
+  int count = 0;
+  for (int d = 0; d < ep; ++d) count += group.tokens_to_rank[cell(src, ep, d)] > 0 ? 1 : 0;
   return count;
 }
 
@@ -222,6 +235,190 @@ TEST(LayerTraffic, NodeLimitHoldsForEveryToken) {
   int most_unlimited = 0;
   for (int src = 0; src < 16; ++src) most_unlimited = std::max(most_unlimited, nodes_reached(unlimited.groups[0], src));
   EXPECT_GT(most_unlimited, limit);
+}
+
+// Every distribution, with and without each limit.
+const char* const kAllDistributions[] = {"uniform",     "zipf:1",      "zipf:3",     "dirichlet:0.2", "dirichlet:4",
+                                         "lognormal:1", "lognormal:4", "hot:16:0.2", "hot:24:0.5"};
+
+// The traffic, or nothing where validation rejects the seed's hot set under the limits: for hot routing, whether
+// every token can finish its hot and cold picks depends on where the seeded hot experts fall
+// (HotLimitsAreValidatedAgainstThePlacement tests that rejection). Any other error fails the test.
+std::optional<LayerTraffic> build_unless_hot_set_rejected(const std::vector<int>& node_of_gpu,
+                                                          const TrafficOptions& options) {
+  try {
+    return build_layer_traffic(node_of_gpu, options);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const bool is_hot_placement =
+        what.find("hot experts of hot:") != std::string::npos || what.find("cold experts of hot:") != std::string::npos;
+    if (options.routing.kind != RoutingSpec::Kind::kHot || !is_hot_placement) throw;
+    return std::nullopt;
+  }
+}
+
+TEST(LayerTraffic, EveryDistributionKeepsTheInvariants) {
+  // 8 nodes of 4 GPUs, EP groups of 16 ranks (4 nodes) with 4 experts each, top-6, under each limit and both.
+  // For hot routing the first of seeds 5, 6, ... whose hot set the limits accept is used.
+  const auto cluster = shape(8, 4);
+  for (const char* routing : kAllDistributions) {
+    for (const auto& [node_limit, device_limit] : {std::pair{0, 0}, {2, 0}, {0, 3}, {2, 3}, {1, 3}}) {
+      SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(node_limit) + ", device limit " +
+                   std::to_string(device_limit));
+      std::optional<LayerTraffic> traffic;
+      for (std::uint64_t seed = 5; seed < 100 && !traffic; ++seed) {
+        traffic = build_unless_hot_set_rejected(cluster,
+                                                make_options(16, 300, 64, 6, routing, node_limit, seed, device_limit));
+      }
+      ASSERT_TRUE(traffic.has_value());
+      expect_invariants(*traffic, cluster);
+    }
+  }
+}
+
+TEST(LayerTraffic, NoExpertTwiceInATokenForAnyDistribution) {
+  // As in NoExpertTwiceInAToken: one expert per rank, so copies == tokens entrywise exactly when no token repeats
+  // an expert. Strong skew (dirichlet:0.05, lognormal:5) makes repeated proposals common; hot:2:0.5 with top-4
+  // takes both hot experts in every token (the second hot proposal repeats the first half the time), and hot:4:0.9
+  // makes 3 or 4 hot picks of 4.
+  const auto cluster = shape(8, 2);
+  for (const char* routing : {"dirichlet:0.05", "lognormal:5", "hot:2:0.5", "hot:3:0.25", "hot:4:0.9"}) {
+    for (const int limit : {0, 3}) {
+      SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(limit));
+      std::optional<LayerTraffic> traffic;
+      for (std::uint64_t seed = 9; seed < 200 && !traffic; ++seed) {
+        traffic = build_unless_hot_set_rejected(cluster, make_options(16, 400, 16, 4, routing, limit, seed));
+      }
+      ASSERT_TRUE(traffic.has_value());
+      for (const EpGroupTraffic& group : traffic->groups) EXPECT_EQ(group.tokens_to_rank, group.copies_to_rank);
+      expect_invariants(*traffic, cluster);
+    }
+  }
+}
+
+TEST(LayerTraffic, DeviceLimitHoldsForEveryToken) {
+  // One token per rank, so the ranks a source reaches are the ranks of one token. 2 nodes of 4 GPUs, one group of
+  // 8 ranks with 8 experts each, top-8 over at most 3 ranks (24 experts), for every distribution and 40 seeds
+  // (hot routing: those whose hot set the limit accepts, at least half of them).
+  const auto cluster = shape(2, 4);
+  const int limit = 3;
+  for (const char* routing : kAllDistributions) {
+    SCOPED_TRACE(routing);
+    int most_ranks = 0;
+    int num_seeds = 0;
+    for (std::uint64_t seed = 0; seed < 40; ++seed) {
+      const auto traffic = build_unless_hot_set_rejected(cluster, make_options(8, 1, 64, 8, routing, 0, seed, limit));
+      if (!traffic) continue;
+      ++num_seeds;
+      for (int src = 0; src < 8; ++src) {
+        const int reached = ranks_reached(traffic->groups[0], src);
+        EXPECT_LE(reached, limit) << "seed " << seed << " src " << src;
+        most_ranks = std::max(most_ranks, reached);
+      }
+      expect_invariants(*traffic, cluster);
+    }
+    EXPECT_GE(num_seeds, 20);
+    // The limit binds: without it, the same tokens spread further.
+    EXPECT_EQ(most_ranks, limit);
+    const LayerTraffic unlimited = build_layer_traffic(cluster, make_options(8, 1, 64, 8, routing, 0, 1));
+    int most_unlimited = 0;
+    for (int src = 0; src < 8; ++src)
+      most_unlimited = std::max(most_unlimited, ranks_reached(unlimited.groups[0], src));
+    EXPECT_GT(most_unlimited, limit);
+  }
+}
+
+TEST(LayerTraffic, NodeAndDeviceLimitsHoldTogether) {
+  // 4 nodes of 2 GPUs, one group of 8 ranks with 8 experts each (16 per node), top-8 over at most 2 nodes and 3
+  // ranks: both limits must hold for every token, and both must be reached by some token.
+  const auto cluster = shape(4, 2);
+  for (const char* routing : kAllDistributions) {
+    SCOPED_TRACE(routing);
+    int most_nodes = 0;
+    int most_ranks = 0;
+    int num_seeds = 0;
+    for (std::uint64_t seed = 0; seed < 40; ++seed) {
+      const auto traffic = build_unless_hot_set_rejected(cluster, make_options(8, 1, 64, 8, routing, 2, seed, 3));
+      if (!traffic) continue;
+      ++num_seeds;
+      for (int src = 0; src < 8; ++src) {
+        const int nodes = nodes_reached(traffic->groups[0], src);
+        const int ranks = ranks_reached(traffic->groups[0], src);
+        EXPECT_LE(nodes, 2) << "seed " << seed << " src " << src;
+        EXPECT_LE(ranks, 3) << "seed " << seed << " src " << src;
+        most_nodes = std::max(most_nodes, nodes);
+        most_ranks = std::max(most_ranks, ranks);
+      }
+      expect_invariants(*traffic, cluster);
+    }
+    EXPECT_GE(num_seeds, 20);
+    EXPECT_EQ(most_nodes, 2);
+    EXPECT_EQ(most_ranks, 3);
+  }
+}
+
+// Hot experts picked by the token of each source rank of group 0, with one expert per rank and one token per rank.
+std::vector<int> hot_picks_per_token(const LayerTraffic& traffic) {
+  const TrafficOptions& o = traffic.options;
+  const std::vector<int> hot = hot_experts(o.routing, o.num_experts, o.seed);
+  std::vector<int> counts;
+  for (int src = 0; src < o.ep; ++src) {
+    int n = 0;
+    for (const int e : hot) n += static_cast<int>(traffic.groups[0].copies_to_rank[cell(src, o.ep, e)]);
+    counts.push_back(n);
+  }
+  return counts;
+}
+
+TEST(LayerTraffic, HotCountPerTokenIsFloorOrCeilOfKP) {
+  // hot:6:0.45 with top-5: k P = 2.25, so every token makes 2 or 3 hot picks (3 with probability 1/4), with or
+  // without a node limit. One expert per rank, one token per rank, so each source row is one token's experts.
+  // 4 nodes of 8 GPUs, node limit 2 (16 experts); seeds whose hot set the limit cannot accommodate are skipped.
+  const auto cluster = shape(4, 8);
+  for (const int limit : {0, 2}) {
+    SCOPED_TRACE("node limit " + std::to_string(limit));
+    int num_tokens = 0;
+    int num_with_3 = 0;
+    for (std::uint64_t seed = 0; seed < 100; ++seed) {
+      const auto traffic =
+          build_unless_hot_set_rejected(cluster, make_options(32, 1, 32, 5, "hot:6:0.45", limit, seed));
+      if (!traffic) continue;
+      for (const int n : hot_picks_per_token(*traffic)) {
+        EXPECT_TRUE(n == 2 || n == 3) << "seed " << seed << ": " << n << " hot picks";
+        num_with_3 += n == 3 ? 1 : 0;
+        ++num_tokens;
+      }
+    }
+    // Both counts occur (3 in about a quarter of the tokens).
+    EXPECT_GT(num_tokens, 1000);
+    EXPECT_GT(num_with_3, 0);
+    EXPECT_LT(num_with_3, num_tokens);
+  }
+}
+
+TEST(LayerTraffic, IntegerKPFixesTheHotCount) {
+  // hot:4:0.5 with top-4: k P = 2 exactly, so every token makes exactly 2 hot picks (and draws no coin).
+  const auto cluster = shape(2, 8);
+  const LayerTraffic traffic = build_layer_traffic(cluster, make_options(16, 1, 16, 4, "hot:4:0.5", 0, 3));
+  for (const int n : hot_picks_per_token(traffic)) EXPECT_EQ(n, 2);
+  // 0.3 x 10 is 3.0000000000000004 in doubles; it must still count as exactly 3 hot picks of 3 hot experts.
+  const LayerTraffic tenth = build_layer_traffic(cluster, make_options(16, 1, 16, 10, "hot:3:0.3", 0, 3));
+  for (const int n : hot_picks_per_token(tenth)) EXPECT_EQ(n, 3);
+}
+
+TEST(LayerTraffic, NewDistributionsDoNotDependOnTheThreadCount) {
+  // As ThreadCountDoesNotChangeTheResult, for the new distributions with both limits binding (node limit 1 of
+  // 2 nodes, device limit 2 of 8 ranks of 4 experts).
+  const auto cluster = shape(4, 4);
+  for (const char* routing : {"dirichlet:0.3", "lognormal:2", "hot:12:0.5", "hot:9:0.3"}) {
+    SCOPED_TRACE(routing);
+    const TrafficOptions options = make_options(8, 8192, 32, 4, routing, 1, 3, 2);
+    const LayerTraffic one = build_layer_traffic(cluster, options, 1);
+    for (const int threads : {2, 3, 5, 8}) {
+      SCOPED_TRACE(std::to_string(threads) + " threads");
+      expect_same(one, build_layer_traffic(cluster, options, threads));
+    }
+  }
 }
 
 TEST(LayerTraffic, NodeLabelsAreRenumberedByFirstAppearance) {
@@ -378,6 +575,88 @@ TEST(LayerTrafficValidation, NodeLimitCountsTheSmallestNodes) {
   const std::string error = error_of(cluster, make_options(4, 1, 4, 2, "uniform", 1));
   EXPECT_NE(error.find("may hold only 1 experts"), std::string::npos) << error;
   EXPECT_NO_THROW(build_layer_traffic(cluster, make_options(4, 1, 4, 1, "uniform", 1)));
+}
+
+TEST(LayerTrafficValidation, DeviceLimitNotNegative) {
+  EXPECT_EQ(error_of(shape(1, 8), make_options(8, 1, 8, 2, "uniform", 0, 1, -1)), "device_limit: must be >= 0, got -1");
+}
+
+TEST(LayerTrafficValidation, DeviceLimitMustAllowTopk) {
+  // One expert per rank: 3 ranks cannot supply 4 distinct experts, 4 can, and a limit of ep ranks never binds.
+  EXPECT_EQ(error_of(shape(2, 8), make_options(16, 1, 16, 4, "zipf:1", 0, 1, 3)),
+            "device_limit: 3 ranks may hold only 3 experts (1 per rank), fewer than num_topk 4; raise the device limit "
+            "or lower ep");
+  EXPECT_NO_THROW(build_layer_traffic(shape(2, 8), make_options(16, 1, 16, 4, "zipf:1", 0, 1, 4)));
+  EXPECT_NO_THROW(build_layer_traffic(shape(2, 8), make_options(16, 1, 16, 16, "zipf:1", 0, 1, 16)));
+}
+
+TEST(LayerTrafficValidation, HotShareMustBeReachable) {
+  // hot:2:0.5 with top-8 would need 4 distinct hot experts per token, of 2.
+  EXPECT_EQ(error_of(shape(2, 8), make_options(16, 1, 16, 8, "hot:2:0.5")),
+            "routing: hot:2:0.5: P must be <= H / num_topk = 2 / 8 (a token cannot pick more than H distinct hot "
+            "experts)");
+  // hot:12:0.1 with top-8 over 16 experts would need 7.2 cold picks per token on average, of 4 cold experts.
+  EXPECT_EQ(error_of(shape(2, 8), make_options(16, 1, 16, 8, "hot:12:0.1")),
+            "routing: hot:12:0.1: 1 - P must be <= (E - H) / num_topk = 4 / 8 (a token cannot pick more than E - H "
+            "distinct cold experts)");
+  EXPECT_EQ(error_of(shape(2, 8), make_options(16, 1, 16, 2, "hot:16:0.5")),
+            "routing: hot:16:0.5: H must be >= 1 and < num_experts 16");
+  // The bounds themselves are allowed: 2 hot picks of 2 hot experts, 6 cold of 6... and 14 cold.
+  EXPECT_NO_THROW(build_layer_traffic(shape(2, 8), make_options(16, 1, 16, 8, "hot:2:0.25")));
+  EXPECT_NO_THROW(build_layer_traffic(shape(1, 8), make_options(8, 1, 8, 8, "hot:2:0.25")));
+}
+
+TEST(LayerTrafficValidation, HotLimitsAreValidatedAgainstThePlacement) {
+  // 2 nodes of 4 GPUs, one expert per rank, top-4, node limit 1. Whether a token can always finish depends on
+  // where the seeded hot set falls, so the test finds seeds of each kind through hot_experts().
+  const auto cluster = shape(2, 4);
+  auto node_of = [](int e) { return e / 4; };
+  // hot:2:0.5: 2 hot picks. With the hot experts on different nodes, a token that picked one of them is confined to
+  // its node, which holds no second hot expert: rejected. On one node, every token stays there: accepted.
+  int num_split = 0;
+  int num_together = 0;
+  for (std::uint64_t seed = 0; seed < 40; ++seed) {
+    const TrafficOptions options = make_options(8, 50, 8, 4, "hot:2:0.5", 1, seed);
+    const std::vector<int> hot = hot_experts(options.routing, 8, seed);
+    if (node_of(hot[0]) != node_of(hot[1])) {
+      ++num_split;
+      const std::string error = error_of(cluster, options);
+      EXPECT_EQ(error.rfind("node_limit: 1 nodes of EP group 0 may hold only 1 hot experts of hot:2:0.5", 0), 0u)
+          << error;
+      EXPECT_NE(error.find("fewer than the 2 hot picks a token can make"), std::string::npos) << error;
+    } else {
+      ++num_together;
+      const LayerTraffic traffic = build_layer_traffic(cluster, options);
+      expect_invariants(traffic, cluster);
+      for (int src = 0; src < 8; ++src) {
+        EXPECT_EQ(traffic.groups[0].tokens_to_node[cell(src, 2, node_of(hot[0]))], 50);  // every token is there
+      }
+    }
+  }
+  EXPECT_GT(num_split, 0);
+  EXPECT_GT(num_together, 0);
+  // hot:4:0.5: 2 hot and 2 cold picks. A hot set filling one node leaves a token on that node no cold expert.
+  bool found = false;
+  for (std::uint64_t seed = 0; seed < 2000 && !found; ++seed) {
+    const TrafficOptions options = make_options(8, 50, 8, 4, "hot:4:0.5", 1, seed);
+    const std::vector<int> hot = hot_experts(options.routing, 8, seed);
+    if (node_of(hot[0]) != node_of(hot[3])) continue;
+    found = true;
+    const std::string error = error_of(cluster, options);
+    EXPECT_NE(error.find("may hold only 0 cold experts"), std::string::npos) << error;
+    EXPECT_NE(error.find("fewer than the 2 cold picks a token can make"), std::string::npos) << error;
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(LayerTrafficValidation, HotDeviceLimitFollowsThePlacement) {
+  // One expert per rank, top-4, hot:2:0.5 (2 hot, 2 cold picks). A device limit of 4 ranks binds only after the
+  // last pick, so any placement passes. 3 ranks can never hold 4 experts; for hot routing the message names the
+  // class that runs short: the 2 hot picks take 2 of the 3 ranks, which leaves 1 cold expert for 2 cold picks.
+  const auto cluster = shape(2, 4);
+  EXPECT_NO_THROW(build_layer_traffic(cluster, make_options(8, 50, 8, 4, "hot:2:0.5", 0, 1, 4)));
+  const std::string error = error_of(cluster, make_options(8, 50, 8, 4, "hot:2:0.5", 0, 1, 3));
+  EXPECT_EQ(error.rfind("device_limit: 3 ranks may hold only 1 cold experts of hot:2:0.5", 0), 0u) << error;
 }
 
 TEST(LayerTrafficValidation, ZipfExponentMustBePositive) {

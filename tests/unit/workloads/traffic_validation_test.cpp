@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "workloads/traffic.hpp"
@@ -173,44 +175,101 @@ TEST(TrafficValidation, ZipfTop2IsSamplingWithoutReplacement) {
   std::printf("  worst |z| %.2f\n", worst);
 }
 
-// The exact law of node-limited successive sampling, by enumerating every ordered pick sequence: each step takes
-// an eligible expert (not picked; on a touched node once `limit` nodes are touched) with probability
-// proportional to its popularity. Returns per-expert inclusion and per-node hit probabilities.
-void enumerate_node_limited(const std::vector<double>& p, const std::vector<int>& node_of_expert, int num_nodes, int k,
-                            int limit, std::vector<double>& inclusion, std::vector<double>& node_hit) {
-  const auto num_experts = static_cast<int>(p.size());
-  inclusion.assign(p.size(), 0.0);
-  node_hit.assign(static_cast<std::size_t>(num_nodes), 0.0);
-  std::vector<bool> picked(p.size(), false);
-  std::vector<int> touched_count(static_cast<std::size_t>(num_nodes), 0);
-  std::function<void(int, int, double)> recurse = [&](int depth, int num_touched, double probability) {
+// The exact law of limited successive sampling, by enumerating every ordered pick sequence: pick i takes an
+// eligible expert (not picked; once `node_limit` nodes are touched, on a touched node; once `rank_limit` ranks are
+// touched, on a touched rank) with probability proportional to weight_of_pick(i)[e]. Per-expert inclusion, per-node
+// and per-rank hit probabilities.
+struct ExactLaw {
+  std::vector<double> inclusion;
+  std::vector<double> node_hit;
+  std::vector<double> rank_hit;
+};
+
+ExactLaw enumerate_limited(const std::function<const std::vector<double>&(int)>& weight_of_pick,
+                           const std::vector<int>& node_of_expert, const std::vector<int>& rank_of_expert,
+                           int num_nodes, int num_ranks, int k, int node_limit, int rank_limit) {
+  const auto num_experts = static_cast<int>(node_of_expert.size());
+  ExactLaw law{std::vector<double>(node_of_expert.size(), 0.0),
+               std::vector<double>(static_cast<std::size_t>(num_nodes)),
+               std::vector<double>(static_cast<std::size_t>(num_ranks))};
+  std::vector<bool> picked(node_of_expert.size(), false);
+  std::vector<int> node_count(static_cast<std::size_t>(num_nodes), 0);
+  std::vector<int> rank_count(static_cast<std::size_t>(num_ranks), 0);
+  std::function<void(int, int, int, double)> recurse = [&](int depth, int nodes_touched, int ranks_touched,
+                                                           double probability) {
     if (depth == k) {
       for (int e = 0; e < num_experts; ++e) {
-        if (picked[static_cast<std::size_t>(e)]) inclusion[static_cast<std::size_t>(e)] += probability;
+        if (picked[static_cast<std::size_t>(e)]) law.inclusion[static_cast<std::size_t>(e)] += probability;
       }
       for (int n = 0; n < num_nodes; ++n) {
-        if (touched_count[static_cast<std::size_t>(n)] > 0) node_hit[static_cast<std::size_t>(n)] += probability;
+        if (node_count[static_cast<std::size_t>(n)] > 0) law.node_hit[static_cast<std::size_t>(n)] += probability;
+      }
+      for (int r = 0; r < num_ranks; ++r) {
+        if (rank_count[static_cast<std::size_t>(r)] > 0) law.rank_hit[static_cast<std::size_t>(r)] += probability;
       }
       return;
     }
+    const std::vector<double>& w = weight_of_pick(depth);
     auto eligible = [&](int e) {
-      const auto node = static_cast<std::size_t>(node_of_expert[static_cast<std::size_t>(e)]);
-      return !picked[static_cast<std::size_t>(e)] && (num_touched < limit || touched_count[node] > 0);
+      const auto i = static_cast<std::size_t>(e);
+      const bool is_rank_touched = rank_count[static_cast<std::size_t>(rank_of_expert[i])] > 0;
+      const bool is_node_touched = node_count[static_cast<std::size_t>(node_of_expert[i])] > 0;
+      return !picked[i] && w[i] > 0.0 &&
+             (is_rank_touched || (ranks_touched < rank_limit && (is_node_touched || nodes_touched < node_limit)));
     };
     double total = 0.0;
-    for (int e = 0; e < num_experts; ++e) total += eligible(e) ? p[static_cast<std::size_t>(e)] : 0.0;
+    for (int e = 0; e < num_experts; ++e) total += eligible(e) ? w[static_cast<std::size_t>(e)] : 0.0;
+    ASSERT_GT(total, 0.0) << "a pick sequence ran out of eligible experts at depth " << depth;
     for (int e = 0; e < num_experts; ++e) {
       if (!eligible(e)) continue;
-      const auto node = static_cast<std::size_t>(node_of_expert[static_cast<std::size_t>(e)]);
-      const int is_new = touched_count[node] == 0 ? 1 : 0;
-      picked[static_cast<std::size_t>(e)] = true;
-      ++touched_count[node];
-      recurse(depth + 1, num_touched + is_new, probability * p[static_cast<std::size_t>(e)] / total);
-      --touched_count[node];
-      picked[static_cast<std::size_t>(e)] = false;
+      const auto i = static_cast<std::size_t>(e);
+      const auto node = static_cast<std::size_t>(node_of_expert[i]);
+      const auto rank = static_cast<std::size_t>(rank_of_expert[i]);
+      const int is_new_node = node_count[node] == 0 ? 1 : 0;
+      const int is_new_rank = rank_count[rank] == 0 ? 1 : 0;
+      picked[i] = true;
+      ++node_count[node];
+      ++rank_count[rank];
+      recurse(depth + 1, nodes_touched + is_new_node, ranks_touched + is_new_rank, probability * w[i] / total);
+      --rank_count[rank];
+      --node_count[node];
+      picked[i] = false;
     }
   };
-  recurse(0, 0, 1.0);
+  recurse(0, 0, 0, 1.0);
+  return law;
+}
+
+// Compares sampled traffic of one group (n tokens in all) with the exact law, 5 sigma per expert, node and rank;
+// prints the nodes and ranks. Returns the worst |z|.
+double expect_exact_law(const LayerTraffic& traffic, const ExactLaw& law, double n) {
+  const EpGroupTraffic& group = traffic.groups[0];
+  const int ep = traffic.options.ep;
+  double worst = 0.0;
+  for (std::size_t e = 0; e < law.inclusion.size(); ++e) {
+    const double q = law.inclusion[e];
+    worst = std::max(worst, expect_near_mean(static_cast<double>(traffic.tokens_per_expert[e]), n * q,
+                                             std::sqrt(n * q * (1.0 - q)), "expert " + std::to_string(e)));
+  }
+  std::printf("  unit, exact hit probability, expectation, actual\n");
+  for (int node = 0; node < group.num_nodes; ++node) {
+    std::int64_t hits = 0;
+    for (int s = 0; s < ep; ++s) hits += group.tokens_to_node[cell(s, group.num_nodes, node)];
+    const double h = law.node_hit[static_cast<std::size_t>(node)];
+    worst = std::max(worst, expect_near_mean(static_cast<double>(hits), n * h, std::sqrt(n * h * (1.0 - h)),
+                                             "node " + std::to_string(node)));
+    std::printf("  node %d  %.5f  %9.1f  %9lld\n", node, h, n * h, static_cast<long long>(hits));
+  }
+  for (int rank = 0; rank < ep; ++rank) {
+    std::int64_t hits = 0;
+    for (int s = 0; s < ep; ++s) hits += group.tokens_to_rank[cell(s, ep, rank)];
+    const double h = law.rank_hit[static_cast<std::size_t>(rank)];
+    worst = std::max(worst, expect_near_mean(static_cast<double>(hits), n * h, std::sqrt(n * h * (1.0 - h)),
+                                             "rank " + std::to_string(rank)));
+    std::printf("  rank %d  %.5f  %9.1f  %9lld\n", rank, h, n * h, static_cast<long long>(hits));
+  }
+  std::printf("  worst |z| over experts, nodes and ranks %.2f\n", worst);
+  return worst;
 }
 
 TEST(TrafficValidation, NodeLimitedRoutingMatchesTheExactLaw) {
@@ -223,36 +282,105 @@ TEST(TrafficValidation, NodeLimitedRoutingMatchesTheExactLaw) {
   const std::int64_t t = 50000;
   const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
   std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
-  for (int e = 0; e < num_experts; ++e) node_of_expert[static_cast<std::size_t>(e)] = e / 4;
+  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
+  for (int e = 0; e < num_experts; ++e) {
+    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
+    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
+  }
 
   for (const char* routing : {"uniform", "zipf:1.5", "zipf:4"}) {
     for (const int limit : {1, 2}) {
       SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(limit));
       const LayerTraffic traffic = build_layer_traffic(cluster, make_options(6, t, num_experts, k, routing, limit, 31));
       const std::vector<double> p = expert_popularity(traffic.options.routing, num_experts, traffic.options.seed);
-      std::vector<double> inclusion;
-      std::vector<double> node_hit;
-      enumerate_node_limited(p, node_of_expert, 3, k, limit, inclusion, node_hit);
+      const ExactLaw law = enumerate_limited([&](int) -> const std::vector<double>& { return p; }, node_of_expert,
+                                             rank_of_expert, 3, 6, k, limit, 6);
+      std::printf("%s, node limit %d, %.0f tokens\n", routing, limit, n);
+      expect_exact_law(traffic, law, n);
+    }
+  }
+}
 
-      double worst = 0.0;
-      for (int e = 0; e < num_experts; ++e) {
-        const double q = inclusion[static_cast<std::size_t>(e)];
-        worst = std::max(
-            worst, expect_near_mean(static_cast<double>(traffic.tokens_per_expert[static_cast<std::size_t>(e)]), n * q,
-                                    std::sqrt(n * q * (1.0 - q)), "expert " + std::to_string(e)));
+TEST(TrafficValidation, DeviceLimitedRoutingMatchesTheExactLaw) {
+  // The same layout (3 nodes, 6 ranks of 2 experts, top-3) with a device limit of 2 ranks, alone and together with
+  // a node limit of 1 node: every expert's inclusion and every node's and rank's hit probability must match the
+  // enumerated law of successive sampling restricted to the touched ranks (and nodes) once a limit is reached. (A
+  // node limit of 2 could not bind here: 2 ranks lie on at most 2 nodes.)
+  const auto cluster = shape(3, 2);
+  const int num_experts = 12;
+  const int k = 3;
+  const std::int64_t t = 50000;
+  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
+  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
+  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
+  for (int e = 0; e < num_experts; ++e) {
+    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
+    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
+  }
+  for (const char* routing : {"uniform", "zipf:1.5", "dirichlet:0.5", "lognormal:2"}) {
+    for (const int node_limit : {0, 1}) {
+      SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(node_limit) + ", device limit 2");
+      TrafficOptions options = make_options(6, t, num_experts, k, routing, node_limit, 47);
+      options.routing.device_limit = 2;
+      const LayerTraffic traffic = build_layer_traffic(cluster, options);
+      const std::vector<double> p = expert_popularity(options.routing, num_experts, options.seed);
+      const ExactLaw law = enumerate_limited([&](int) -> const std::vector<double>& { return p; }, node_of_expert,
+                                             rank_of_expert, 3, 6, k, node_limit > 0 ? node_limit : 3, 2);
+      std::printf("%s, node limit %d, device limit 2, %.0f tokens\n", routing, node_limit, n);
+      expect_exact_law(traffic, law, n);
+    }
+  }
+}
+
+TEST(TrafficValidation, HotRoutingUnderLimitsMatchesTheExactLaw) {
+  // hot:4:0.5 with top-3: k P = 1.5, so a token makes 1 hot pick with probability 1/2 and 2 otherwise; hot picks
+  // come first, each uniform over the eligible hot experts, then the cold picks uniform over the eligible cold ones.
+  // The exact law is the even mixture of the two enumerated processes. Same layout as above, with no limit, either
+  // limit or both; the seed is the first whose hot set the limits accept.
+  const auto cluster = shape(3, 2);
+  const int num_experts = 12;
+  const int k = 3;
+  const std::int64_t t = 50000;
+  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
+  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
+  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
+  for (int e = 0; e < num_experts; ++e) {
+    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
+    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
+  }
+  for (const int node_limit : {0, 1}) {
+    for (const int device_limit : {0, 2}) {
+      SCOPED_TRACE("node limit " + std::to_string(node_limit) + ", device limit " + std::to_string(device_limit));
+      LayerTraffic traffic;
+      bool is_accepted = false;
+      for (std::uint64_t seed = 1; seed < 200 && !is_accepted; ++seed) {
+        try {
+          TrafficOptions options = make_options(6, t, num_experts, k, "hot:4:0.5", node_limit, seed);
+          options.routing.device_limit = device_limit;
+          traffic = build_layer_traffic(cluster, options);
+          is_accepted = true;
+        } catch (const std::invalid_argument&) {
+        }
       }
-      const EpGroupTraffic& group = traffic.groups[0];
-      std::printf("%s, node limit %d, %.0f tokens: node, exact hit probability, expectation, actual\n", routing, limit,
-                  n);
-      for (int node = 0; node < 3; ++node) {
-        std::int64_t hits = 0;
-        for (int s = 0; s < 6; ++s) hits += group.tokens_to_node[cell(s, 3, node)];
-        const double h = node_hit[static_cast<std::size_t>(node)];
-        worst = std::max(worst, expect_near_mean(static_cast<double>(hits), n * h, std::sqrt(n * h * (1.0 - h)),
-                                                 "node " + std::to_string(node)));
-        std::printf("  %d  %.5f  %9.1f  %9lld\n", node, h, n * h, static_cast<long long>(hits));
+      ASSERT_TRUE(is_accepted);
+      std::vector<double> hot(static_cast<std::size_t>(num_experts), 0.0);
+      for (const int e : hot_experts(traffic.options.routing, num_experts, traffic.options.seed)) {
+        hot[static_cast<std::size_t>(e)] = 1.0;
       }
-      std::printf("  worst |z| over experts and nodes %.2f\n", worst);
+      std::vector<double> cold(hot.size());
+      for (std::size_t e = 0; e < hot.size(); ++e) cold[e] = 1.0 - hot[e];
+      ExactLaw law{std::vector<double>(hot.size(), 0.0), std::vector<double>(3, 0.0), std::vector<double>(6, 0.0)};
+      for (const int num_hot : {1, 2}) {
+        const ExactLaw part = enumerate_limited(
+            [&](int pick) -> const std::vector<double>& { return pick < num_hot ? hot : cold; }, node_of_expert,
+            rank_of_expert, 3, 6, k, node_limit > 0 ? node_limit : 3, device_limit > 0 ? device_limit : 6);
+        for (std::size_t i = 0; i < law.inclusion.size(); ++i) law.inclusion[i] += 0.5 * part.inclusion[i];
+        for (std::size_t i = 0; i < law.node_hit.size(); ++i) law.node_hit[i] += 0.5 * part.node_hit[i];
+        for (std::size_t i = 0; i < law.rank_hit.size(); ++i) law.rank_hit[i] += 0.5 * part.rank_hit[i];
+      }
+      std::printf("hot:4:0.5 (seed %llu), node limit %d, device limit %d, %.0f tokens\n",
+                  static_cast<unsigned long long>(traffic.options.seed), node_limit, device_limit, n);
+      expect_exact_law(traffic, law, n);
     }
   }
 }
