@@ -56,8 +56,8 @@ std::string a2a_text(const A2aResult& r) {
            " tokens per rank\n";
     out += "routing " + in.routing() + ", top-" + std::to_string(in.num_topk()) + " of " +
            std::to_string(in.num_experts()) + " experts, seed " + std::to_string(in.seed()) + "; algorithm " +
-           in.algorithm() + ", token dedup " + (in.token_dedup() ? "on" : "off") + "; " +
-           fmt("%.0f", in.dispatch_bytes_per_token()) + " B per token copy dispatched, " +
+           in.algorithm() + ", " + in.placement() + " placement, token dedup " + (in.token_dedup() ? "on" : "off") +
+           "; " + fmt("%.0f", in.dispatch_bytes_per_token()) + " B per token copy dispatched, " +
            fmt("%.0f", in.combine_bytes_per_token()) + " B combined\n";
     const RoutingSummary& rs = r.routing();
     out += "load: tokens per expert mean " + fmt("%.1f", rs.tokens_per_expert_mean()) + ", max " +

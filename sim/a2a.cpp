@@ -261,6 +261,7 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
     const int ep = config.ep > 0 ? config.ep : std::gcd(num_gpus, model.num_experts);
     workloads::TrafficOptions options;
     options.ep = ep;
+    options.placement = config.placement;
     options.tokens_per_rank = config.tokens_per_rank;
     options.num_experts = model.num_experts;
     options.num_topk = model.num_topk;
@@ -280,6 +281,7 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
     in->set_routing(config.routing.describe());
     in->set_node_limit(config.routing.node_limit);
     in->set_device_limit(config.routing.device_limit);
+    in->set_placement(workloads::placement_name(config.placement));
     in->set_token_dedup(config.token_dedup);
 
     double units_total = 0.0;

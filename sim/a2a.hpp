@@ -16,6 +16,7 @@
 #include "sim/network/network.hpp"
 #include "workloads/model.hpp"
 #include "workloads/routing.hpp"
+#include "workloads/traffic.hpp"
 
 namespace moesim::topologies {
 class Cluster;
@@ -29,6 +30,7 @@ struct A2aConfig {
   double bytes_per_rank = 0.0;               // plain all-to-all: each rank's send buffer, split evenly over the group
   std::int64_t tokens_per_rank = 4096;
   int ep = 0;  // 0: gcd(GPUs, experts) for a layer, all GPUs for a plain all-to-all
+  workloads::Placement placement = workloads::Placement::kContiguous;  // experts over the ranks of a group
   workloads::RoutingSpec routing;
   collectives::A2aAlgorithm algorithm = collectives::A2aAlgorithm::kDirect;
   bool token_dedup = true;  // a token bound for several experts on one rank (node) travels once

@@ -60,6 +60,7 @@ ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std
   spec.routing = map.string("routing", spec.routing);
   spec.node_limit = static_cast<int>(map.integer("node_limit", spec.node_limit, 0, 1'000'000));
   spec.device_limit = static_cast<int>(map.integer("device_limit", spec.device_limit, 0, 1'000'000));
+  spec.placement = map.choice("placement", {"contiguous", "round-robin"}, spec.placement);
   spec.algorithm = map.choice("algorithm", collectives::algorithm_names(), spec.algorithm);
   spec.token_dedup = map.boolean("token_dedup", spec.token_dedup);
   spec.seed = static_cast<std::uint64_t>(map.integer("seed", static_cast<std::int64_t>(spec.seed), 0));
@@ -105,6 +106,7 @@ ResolvedScenario resolve(const ScenarioSpec& spec) {
   a.routing = workloads::parse_routing(spec.routing);
   a.routing.node_limit = spec.node_limit;
   a.routing.device_limit = spec.device_limit;
+  a.placement = workloads::parse_placement(spec.placement);
   a.algorithm = collectives::parse_algorithm(spec.algorithm);
   a.token_dedup = spec.token_dedup;
   a.seed = spec.seed;

@@ -7,6 +7,7 @@
 //   model: deepseek-v3         # preset, model YAML, HF config.json, or an inline mapping
 //   tokens_per_rank: 4096      # [the model file's tokens_per_rank, else 4096]
 //   ep: 64                     # EP group size (default: gcd(GPUs, experts))
+//   placement: contiguous      # contiguous | round-robin: experts over the ranks of a group
 //   routing: zipf:1.0          # uniform | zipf:S | dirichlet:A | lognormal:CV | hot:H:P
 //   node_limit: 4              # at most this many nodes per token (0: no limit)
 //   device_limit: 0            # at most this many EP ranks per token (0: no limit)
@@ -44,6 +45,7 @@ struct ScenarioSpec {
   std::string routing = "uniform";
   int node_limit = 0;
   int device_limit = 0;
+  std::string placement = "contiguous";
   std::string algorithm = "direct";
   bool token_dedup = true;
   std::uint64_t seed = 1;

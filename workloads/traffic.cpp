@@ -652,6 +652,26 @@ LayerTraffic build_layer_traffic(const topologies::Cluster& cluster, const Traff
   return build_layer_traffic(node_of_gpu, options);
 }
 
+const char* placement_name(Placement placement) {
+  return placement == Placement::kRoundRobin ? "round-robin" : "contiguous";
+}
+
+Placement parse_placement(const std::string& name) {
+  for (Placement p : {Placement::kContiguous, Placement::kRoundRobin}) {
+    if (name == placement_name(p)) return p;
+  }
+  throw std::invalid_argument("placement: expected contiguous or round-robin, got '" + name + "'");
+}
+
+std::vector<int> place_experts(Placement placement, int num_experts, int ep) {
+  std::vector<int> rank_of_expert(to_size(num_experts));
+  const int experts_per_rank = num_experts / ep;
+  for (int e = 0; e < num_experts; ++e) {
+    rank_of_expert[to_size(e)] = placement == Placement::kRoundRobin ? e % ep : e / experts_per_rank;
+  }
+  return rank_of_expert;
+}
+
 LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const TrafficOptions& options, int num_threads) {
   const int num_gpus = static_cast<int>(node_of_gpu.size());
   validate(num_gpus, options);
@@ -661,8 +681,8 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const auto num_experts = to_size(options.num_experts);
 
   // The pick classes: the popularity, or hot and cold with weight 1 on their members.
-  SharedInputs shared{options, {}, experts_per_rank, std::vector<int>(num_experts), false, 0, 0.0};
-  for (std::size_t e = 0; e < num_experts; ++e) shared.rank_of_expert[e] = static_cast<int>(e) / experts_per_rank;
+  SharedInputs shared{options, {}, experts_per_rank, place_experts(options.placement, options.num_experts, ep), false,
+                      0,       0.0};
   if (options.routing.kind == RoutingSpec::Kind::kHot) {
     shared.is_hot = true;
     const double hot_picks = expected_hot_picks(options.num_topk, options.routing.hot_share);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "workloads/routing.hpp"
@@ -20,6 +21,17 @@ class Cluster;
 
 namespace moesim::workloads {
 
+// Where the experts live inside an EP group of `ep` ranks holding E / ep experts each:
+//   contiguous   rank r holds experts [r E / ep, (r + 1) E / ep) (Megatron, DeepSpeed; DeepSeek-V3's groups of
+//                experts then coincide with nodes)
+//   round-robin  expert e lives on rank e % ep
+enum class Placement { kContiguous, kRoundRobin };
+const char* placement_name(Placement placement);
+// "contiguous" or "round-robin"; throws std::invalid_argument otherwise.
+Placement parse_placement(const std::string& name);
+// The rank of each expert within its EP group.
+std::vector<int> place_experts(Placement placement, int num_experts, int ep);
+
 struct TrafficOptions {
   int ep = 0;  // EP group size; must divide the GPU count and the expert count
   std::int64_t tokens_per_rank = 0;
@@ -27,6 +39,7 @@ struct TrafficOptions {
   int num_topk = 0;
   RoutingSpec routing;
   std::uint64_t seed = 0;
+  Placement placement = Placement::kContiguous;
 };
 
 struct EpGroupTraffic {

@@ -70,6 +70,7 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
                 "config.json");
     args.option("tokens-per-rank", "T", "tokens routed by each rank (default 4096)");
     args.option("ep", "N", "expert-parallel group size (default gcd(GPUs, experts)); groups run at once");
+    args.option("placement", "P", "contiguous (rank r holds experts [rE/ep, (r+1)E/ep)) | round-robin (e on e % ep)");
     args.option("routing", "R",
                 "expert popularity (default uniform):\n"
                 "  uniform       every expert equally likely\n"
@@ -116,6 +117,7 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
   if (auto v = args.get_int("tokens-per-rank", 0, 1LL << 40)) spec.tokens_per_rank = *v;
   if (auto v = args.get_int("ep", 1, 1'000'000)) spec.ep = static_cast<int>(*v);
   if (auto v = args.get("routing")) spec.routing = *v;
+  if (auto v = args.get("placement")) spec.placement = *v;
   if (auto v = args.get_int("node-limit", 0, 1'000'000)) spec.node_limit = static_cast<int>(*v);
   if (auto v = args.get_int("device-limit", 0, 1'000'000)) spec.device_limit = static_cast<int>(*v);
   if (auto v = args.get("algorithm")) spec.algorithm = *v;

@@ -668,3 +668,46 @@ TEST(LayerTrafficValidation, ZipfExponentMustBePositive) {
 
 }  // namespace
 }  // namespace moesim::workloads
+
+namespace moesim::workloads {
+namespace {
+
+TEST(Placement, ContiguousAndRoundRobinPutExpertsWhereTheyShould) {
+  // 8 experts on 4 ranks: contiguous gives ranks 0,0,1,1,2,2,3,3; round-robin gives 0,1,2,3,0,1,2,3.
+  EXPECT_EQ(place_experts(Placement::kContiguous, 8, 4), (std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3}));
+  EXPECT_EQ(place_experts(Placement::kRoundRobin, 8, 4), (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}));
+  EXPECT_EQ(parse_placement("round-robin"), Placement::kRoundRobin);
+  EXPECT_STREQ(placement_name(parse_placement("contiguous")), "contiguous");
+  EXPECT_THROW(parse_placement("striped"), std::invalid_argument);
+}
+
+TEST(Placement, CopiesReachTheRankThatHoldsTheExpert) {
+  // One EP group of 4 ranks on 2 nodes, top-1 over 8 experts: with top-1 every token is one copy, so the copies
+  // each rank receives are exactly the tokens of the experts placed on it, for either placement; and the same
+  // seed draws the same experts, so only where they land differs.
+  const std::vector<int> node_of_gpu = {0, 0, 1, 1};
+  for (Placement placement : {Placement::kContiguous, Placement::kRoundRobin}) {
+    TrafficOptions options;
+    options.ep = 4;
+    options.tokens_per_rank = 1000;
+    options.num_experts = 8;
+    options.num_topk = 1;
+    options.routing = parse_routing("zipf:1.0");
+    options.seed = 5;
+    options.placement = placement;
+    const LayerTraffic traffic = build_layer_traffic(node_of_gpu, options, 1);
+    const std::vector<int> rank_of = place_experts(placement, 8, 4);
+    std::vector<std::int64_t> expected(4, 0), received(4, 0);
+    for (int e = 0; e < 8; ++e)
+      expected[static_cast<std::size_t>(rank_of[static_cast<std::size_t>(e)])] +=
+          traffic.tokens_per_expert[static_cast<std::size_t>(e)];
+    const auto& g = traffic.groups.front();
+    for (std::size_t s = 0; s < 4; ++s) {
+      for (std::size_t d = 0; d < 4; ++d) received[d] += g.copies_to_rank[s * 4 + d];
+    }
+    EXPECT_EQ(received, expected) << placement_name(placement);
+  }
+}
+
+}  // namespace
+}  // namespace moesim::workloads
