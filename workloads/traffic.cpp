@@ -265,6 +265,25 @@ class RankSampler {
 
     Rng rng(shared_.options.seed,
             hash_combine(static_cast<std::uint64_t>(group_idx), static_cast<std::uint64_t>(rank_idx)));
+    // At a limit: a touched unit by its class mass (its slot is the number of cumulative masses at or below u,
+    // counted without branches against `bounds` when given, for up to 4 units), then an expert of it from the
+    // unit's alias table, redrawn while already picked. -1 when kMaxRedraws proposals all failed.
+    auto propose_at_limit = [&](std::uint32_t stamp, int num_slots, double total, const double* bounds) {
+      for (int attempt = 0; attempt <= kMaxRedraws; ++attempt) {
+        const double u = rng.uniform() * total;
+        int slot = 0;
+        if (bounds != nullptr) {
+          slot = (u >= bounds[1] ? 1 : 0) + (u >= bounds[2] ? 1 : 0) + (u >= bounds[3] ? 1 : 0);
+        } else {
+          for (int t = 1; t < num_slots; ++t) slot += u >= cumulative[t] ? 1 : 0;
+        }
+        slot = std::min(slot, num_slots - 1);  // u == total by rounding
+        if (slot_count[slot] == 0) continue;   // a unit without members of the class, reached only by rounding
+        const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
+        if (expert_mark[proposal] != stamp) return proposal;
+      }
+      return -1;
+    };
     for (std::int64_t token_idx = 0; token_idx < num_tokens; ++token_idx) {
       const std::uint32_t stamp = next_stamp();
       // Picks before the class switch: all of them for popularity routing, n_h for hot routing.
@@ -335,23 +354,7 @@ class RankSampler {
             is_exact = false;
             load_nodes();
           }
-          int e = -1;
-          for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
-            const double u = rng.uniform() * total;
-            int slot = 0;
-            if (is_small) {
-              slot = (u >= bound[1] ? 1 : 0) + (u >= bound[2] ? 1 : 0) + (u >= bound[3] ? 1 : 0);
-            } else {
-              for (int t = 1; t < num_nodes_touched; ++t) slot += u >= cumulative[t] ? 1 : 0;
-            }
-            slot = std::min(slot, num_nodes_touched - 1);
-            if (slot_count[slot] == 0) continue;  // a node without members of the class, reached only by rounding
-            const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
-            if (expert_mark[proposal] != stamp) {
-              e = proposal;
-              break;
-            }
-          }
+          int e = is_exact ? -1 : propose_at_limit(stamp, num_nodes_touched, total, is_small ? bound : nullptr);
           if (e < 0) {
             is_exact = true;
             e = draw_by_scan(rng, stamp, Stage::kNodeLimit, class_idx, num_nodes_touched);
@@ -377,18 +380,7 @@ class RankSampler {
             is_exact = false;
             total = load_slots(second.by_rank, touched_ranks, num_ranks_touched);
           }
-          int e = -1;
-          for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
-            const double u = rng.uniform() * total;
-            int slot = 0;
-            for (int t = 1; t < num_ranks_touched; ++t) slot += u >= cumulative[t] ? 1 : 0;
-            if (slot_count[slot] == 0) continue;  // as above
-            const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
-            if (expert_mark[proposal] != stamp) {
-              e = proposal;
-              break;
-            }
-          }
+          int e = is_exact ? -1 : propose_at_limit(stamp, num_ranks_touched, total, nullptr);
           if (e < 0) {
             is_exact = true;
             e = draw_by_scan(rng, stamp, Stage::kDeviceLimit, class_idx, num_ranks_touched);

@@ -272,21 +272,23 @@ double expect_exact_law(const LayerTraffic& traffic, const ExactLaw& law, double
   return worst;
 }
 
+// The layout of the exact-law tests: 3 nodes of 2 GPUs, one group of 6 ranks with 2 experts each (4 per node),
+// top-3, and t tokens per rank (n in all), enough for the sampled frequencies to pin the law down.
+struct SmallLayout {
+  std::vector<int> cluster = shape(3, 2);
+  int num_experts = 12;
+  int k = 3;
+  std::int64_t t = 50000;
+  double n = 50000.0 * 6;
+  std::vector<int> node_of_expert = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2};
+  std::vector<int> rank_of_expert = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5};
+};
+
 TEST(TrafficValidation, NodeLimitedRoutingMatchesTheExactLaw) {
   // 3 nodes of 2 GPUs, one group of 6 ranks with 2 experts each (4 per node), top-3. The exact inclusion and
   // node-hit probabilities come from enumerating all 12 x 11 x 10 pick sequences; the sampler must match them
   // with and without skew, whether the limit binds hard (1 node) or mildly (2 nodes).
-  const auto cluster = shape(3, 2);
-  const int num_experts = 12;
-  const int k = 3;
-  const std::int64_t t = 50000;
-  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
-  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
-  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
-  for (int e = 0; e < num_experts; ++e) {
-    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
-    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
-  }
+  const auto [cluster, num_experts, k, t, n, node_of_expert, rank_of_expert] = SmallLayout{};
 
   for (const char* routing : {"uniform", "zipf:1.5", "zipf:4"}) {
     for (const int limit : {1, 2}) {
@@ -306,17 +308,7 @@ TEST(TrafficValidation, DeviceLimitedRoutingMatchesTheExactLaw) {
   // a node limit of 1 node: every expert's inclusion and every node's and rank's hit probability must match the
   // enumerated law of successive sampling restricted to the touched ranks (and nodes) once a limit is reached. (A
   // node limit of 2 could not bind here: 2 ranks lie on at most 2 nodes.)
-  const auto cluster = shape(3, 2);
-  const int num_experts = 12;
-  const int k = 3;
-  const std::int64_t t = 50000;
-  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
-  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
-  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
-  for (int e = 0; e < num_experts; ++e) {
-    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
-    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
-  }
+  const auto [cluster, num_experts, k, t, n, node_of_expert, rank_of_expert] = SmallLayout{};
   for (const char* routing : {"uniform", "zipf:1.5", "dirichlet:0.5", "lognormal:2"}) {
     for (const int node_limit : {0, 1}) {
       SCOPED_TRACE(std::string(routing) + ", node limit " + std::to_string(node_limit) + ", device limit 2");
@@ -337,17 +329,7 @@ TEST(TrafficValidation, HotRoutingUnderLimitsMatchesTheExactLaw) {
   // come first, each uniform over the eligible hot experts, then the cold picks uniform over the eligible cold ones.
   // The exact law is the even mixture of the two enumerated processes. Same layout as above, with no limit, either
   // limit or both; the seed is the first whose hot set the limits accept.
-  const auto cluster = shape(3, 2);
-  const int num_experts = 12;
-  const int k = 3;
-  const std::int64_t t = 50000;
-  const double n = static_cast<double>(t) * static_cast<double>(cluster.size());
-  std::vector<int> node_of_expert(static_cast<std::size_t>(num_experts));
-  std::vector<int> rank_of_expert(static_cast<std::size_t>(num_experts));
-  for (int e = 0; e < num_experts; ++e) {
-    node_of_expert[static_cast<std::size_t>(e)] = e / 4;
-    rank_of_expert[static_cast<std::size_t>(e)] = e / 2;
-  }
+  const auto [cluster, num_experts, k, t, n, node_of_expert, rank_of_expert] = SmallLayout{};
   for (const int node_limit : {0, 1}) {
     for (const int device_limit : {0, 2}) {
       SCOPED_TRACE("node limit " + std::to_string(node_limit) + ", device limit " + std::to_string(device_limit));
