@@ -38,6 +38,8 @@ constexpr std::uint64_t kPermutationStream = 0x7a6970662d72616eULL;  // "zipf-ra
 constexpr std::uint64_t kDirichletStream = 0x6469726963686c74ULL;    // "dirichlt"
 constexpr std::uint64_t kLognormalStream = 0x6c6f676e6f726d6cULL;    // "lognorml"
 constexpr std::uint64_t kHotStream = 0x686f742d65787073ULL;          // "hot-exps"
+constexpr std::uint64_t kLayerStream = 0x6c617965722d6964ULL;        // "layer-id"
+constexpr std::uint64_t kDriftStream = 0x6472696674737470ULL;        // "driftstp"
 
 constexpr const char* kForms =
     "uniform, zipf:S (S > 0), dirichlet:A (A > 0), lognormal:CV (CV > 0) or hot:H:P (integer H >= 1, 0 < P < 1)";
@@ -137,6 +139,8 @@ std::string RoutingSpec::describe() const {
   }
   if (node_limit > 0) out += ", node-limit " + std::to_string(node_limit);
   if (device_limit > 0) out += ", device-limit " + std::to_string(device_limit);
+  if (group_limit > 0) out += ", groups " + std::to_string(expert_groups) + " top-" + std::to_string(group_limit);
+  if (drift > 0.0) out += ", drift " + format_number(drift);
   return out;
 }
 
@@ -279,6 +283,26 @@ std::vector<double> expert_popularity(const RoutingSpec& spec, int num_experts, 
   }
   for (double& p : popularity) p /= total;
   return popularity;
+}
+
+std::uint64_t layer_seed(std::uint64_t seed, int layer) {
+  if (layer < 0) throw std::invalid_argument("layer: must be >= 0, got " + std::to_string(layer));
+  return layer == 0 ? seed : hash_combine(hash_combine(seed, kLayerStream), static_cast<std::uint64_t>(layer));
+}
+
+std::vector<double> drift_offsets(const RoutingSpec& spec, int num_experts, std::uint64_t seed, int step) {
+  if (num_experts < 1) throw std::invalid_argument("num_experts: must be >= 1, got " + std::to_string(num_experts));
+  if (step < 0) throw std::invalid_argument("step: must be >= 0, got " + std::to_string(step));
+  if (!(std::isfinite(spec.drift) && spec.drift >= 0.0))
+    throw std::invalid_argument("drift: must be finite and >= 0, got " + format_number(spec.drift));
+  std::vector<double> offset(static_cast<std::size_t>(num_experts), 0.0);
+  if (spec.drift == 0.0) return offset;
+  // Step i's increments come from a stream of their own, so step s reuses the walk of steps 1..s-1.
+  for (int i = 1; i <= step; ++i) {
+    Rng rng(seed, hash_combine(kDriftStream, static_cast<std::uint64_t>(i)));
+    for (double& x : offset) x += spec.drift * normal_variate(rng);
+  }
+  return offset;
 }
 
 }  // namespace moesim::workloads

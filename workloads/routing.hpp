@@ -26,7 +26,25 @@
 // routing is exact conditional sampling. A hot token makes its hot picks first (hot experts carry the highest
 // router scores), then its cold ones.
 //
-// Sampling is seeded per (seed, EP group, rank), so results do not depend on thread count or order.
+// Group-limited routing, as in DeepSeek-V3: the experts form expert_groups groups of E / G consecutive ids; each
+// token ranks the groups by the sum of their two best router scores, keeps the best group_limit of them, and takes
+// its top-k among their experts. This is the router's own selection on scores (see "Scores" below), not the
+// sequential conditional sampling of the node and device limits.
+//
+// Scores. A token's picks come with router scores: the logits l_e = log w_e + G_e (G_e standard Gumbel) whose
+// top-k the successive sampling above realises. They are drawn top-down without drawing all E of them: the largest
+// logit over a set of experts of total weight W is log W + Gumbel, its expert is e with probability w_e / W, and
+// given the previous pick's logit m the next one is a Gumbel of location log(W - picked weight) truncated below m.
+// So every pick costs O(1), and a token's ranked list can be continued past its top-k (the reroute policy).
+//
+// Layers and steps. Each layer draws its own popularity (a seeded permutation or draw per layer: layer 0 uses the
+// seed as it is, layer l > 0 the seed mixed with l), so the hot experts differ between layers, as measured in real
+// MoE models. With drift:SIGMA, the popularity moves between training steps: the log weight of every expert takes
+// a random walk, log w_e(s) = log w_e(0) + SIGMA (Z_e,1 + ... + Z_e,s), Z standard normal drawn per (layer, step),
+// so after s steps the log weights have moved by SIGMA sqrt(s) on average. Expert biases (auxiliary-loss-free
+// balancing, workloads/balancing.hpp) add to the log weights in the same way.
+//
+// Sampling is seeded per (seed, layer, step, EP group, rank), so results do not depend on thread count or order.
 #pragma once
 
 #include <cstdint>
@@ -46,10 +64,22 @@ struct RoutingSpec {
   double hot_share = 0.0;        // P
   int node_limit = 0;            // 0: no limit
   int device_limit = 0;          // 0: no limit
+  int expert_groups = 0;         // G, with group_limit: group-limited routing (0: none)
+  int group_limit = 0;           // g: a token's experts come from its g best groups
+  double drift = 0.0;            // SIGMA: per-step standard deviation of the log popularity (0: none)
 
-  // "zipf:1.2, node-limit 4, device-limit 6"; the distribution part parses back to the same spec.
+  // "zipf:1.2, node-limit 4, device-limit 6, groups 8 top-4, drift 0.05"; the distribution part parses back to
+  // the same spec.
   std::string describe() const;
 };
+
+// The seed of a layer's routing: the seed itself for layer 0 (so one-layer runs keep their streams), mixed with
+// the layer index otherwise.
+std::uint64_t layer_seed(std::uint64_t seed, int layer);
+
+// drift:SIGMA only: the log-weight offset of each expert after `step` steps of the random walk (all zero at step 0
+// or without drift), drawn from `seed` (a layer seed).
+std::vector<double> drift_offsets(const RoutingSpec& spec, int num_experts, std::uint64_t seed, int step);
 
 // Parses "uniform", "zipf:S" (S > 0), "dirichlet:A" (A > 0), "lognormal:CV" (CV > 0) or "hot:H:P" (integer H >= 1,
 // 0 < P < 1); throws std::invalid_argument listing the forms. The bounds that need E and k (H < E, k P <= H,

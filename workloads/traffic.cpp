@@ -53,6 +53,7 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -72,6 +73,7 @@ constexpr int kMaxRedraws = 32;
 constexpr std::int64_t kMinPicksPerThread = std::int64_t{1} << 16;
 constexpr double kNever = std::numeric_limits<double>::infinity();  // a bound no draw reaches
 constexpr int kNoLimit = std::numeric_limits<int>::max();
+constexpr std::uint64_t kStepStream = 0x747261696e737470ULL;  // "trainstp": token streams of later steps
 
 __extension__ using Uint128 = unsigned __int128;
 
@@ -172,18 +174,62 @@ double expected_hot_picks(int num_topk, double hot_share) {
   return std::abs(x - nearest) <= 1e-9 * std::max(1.0, x) ? nearest : x;
 }
 
+// Used where no limit applies or no capacity binds.
+constexpr std::int64_t kUnlimited = std::numeric_limits<std::int64_t>::max();
+
 struct SharedInputs {
   const TrafficOptions& options;
-  std::vector<PickClass> classes;  // [0] only, or [0] hot and [1] cold
+  std::vector<PickClass> classes{};  // [0] only, or [0] hot and [1] cold
   int experts_per_rank = 0;
   std::vector<int> rank_of_expert;
   bool is_hot = false;
-  int min_hot_picks = 0;      // floor(k P)
-  double extra_hot_odds = 0;  // frac(k P): the probability of one more hot pick
+  int min_hot_picks = 0;             // floor(k P)
+  double extra_hot_odds = 0;         // frac(k P): the probability of one more hot pick
+  std::vector<double> class_mass{};  // total weight of each class
+  // Group-limited routing: groups of group_size consecutive experts, their class-0 tables by group.
+  int num_groups = 0;
+  int group_size = 0;
+  UnitTables by_group{};
+  std::int64_t capacity = kUnlimited;  // per (source rank, expert)
+  bool want_scores = false;            // the policy, the routing or the record needs router scores
+  const RecordedLayer* replay = nullptr;
 };
 
 // The scan's candidates at each stage.
-enum class Stage { kFree, kNodeLimit, kDeviceLimit };
+enum class Stage { kNone, kFree, kNodeLimit, kDeviceLimit };
+
+// The top-down score of the next pick: the largest of the logits log w_e + Gumbel over candidates of total weight
+// exp(log_mass), given that it lies below `bound` (the previous pick's score; +inf for a first pick). For a
+// Gumbel of location mu truncated below b, inverting the CDF exp(-exp(mu - x)) at U F(b) gives
+// x = mu - log(E + exp(mu - b)) with E = -log U exponential.
+double next_score(Rng& rng, double log_mass, double bound) {
+  const double u = (static_cast<double>(rng.next() >> 11) + 0.5) * 0x1.0p-53;  // (0, 1): E is finite and > 0
+  const double e = -std::log(u);
+  return bound == kNever ? log_mass - std::log(e) : log_mass - std::log(e + std::exp(log_mass - bound));
+}
+
+// The log of a remaining mass that rounding may have pushed to (or below) zero: such candidates are the least
+// likely ones, so they get a score far below any other, not a NaN.
+double log_remaining(double mass) {
+  return mass > 0.0 ? std::log(mass) : -745.0;  // about log of the smallest double
+}
+
+// The state of the token whose picks are being drawn. Picks are drawn one at a time, so a token's ranked list can
+// be continued after its top-k (reroute).
+struct TokenState {
+  std::uint32_t stamp = 0;
+  int num_first = 0;  // picks of the first class: all of them, or the token's hot count n_h
+  int num_picks = 0;
+  int class_idx = 0;
+  int num_nodes_touched = 0;
+  int num_ranks_touched = 0;
+  bool is_exact = false;        // rejection failed kMaxRedraws times: scan from here on (until the class changes)
+  Stage loaded = Stage::kNone;  // the stage whose candidates are loaded into the slots
+  double total = 0.0;           // class mass of the stage's candidates, picked ones included
+  double picked_mass = 0.0;     // class mass of the picks made in the current class
+  double last_score = kNever;   // score of the previous pick
+  double bound[4] = {0.0, kNever, kNever, kNever};  // at a limit, up to 4 slots: the cumulative masses
+};
 
 // One thread's sampler: scratch sized once, reused for every token of every rank the thread owns.
 class RankSampler {
@@ -197,22 +243,35 @@ class RankSampler {
         node_mark_(to_size(shared.options.ep), 0),
         expert_count_(to_size(num_experts_), 0),
         tokens_per_expert_(to_size(num_experts_), 0),
+        routed_per_expert_(to_size(num_experts_), 0),
+        dropped_per_expert_(to_size(num_experts_), 0),
+        rerouted_per_expert_(to_size(num_experts_), 0),
         node_of_expert_(to_size(num_experts_), 0),
         node_tables_(shared.classes.size()),
         candidates_(to_size(num_experts_), 0),
-        touched_nodes_(to_size(num_topk_) + 1, 0),
-        touched_ranks_(to_size(num_topk_) + 1, 0),
-        cumulative_mass_(to_size(num_topk_) + 2, 0.0),
-        slot_alias_(to_size(num_topk_) + 1, nullptr),
-        slot_count_(to_size(num_topk_) + 1, 0) {
+        touched_nodes_(to_size(num_experts_) + 1, 0),
+        touched_ranks_(to_size(num_experts_) + 1, 0),
+        cumulative_mass_(to_size(num_experts_) + 2, 0.0),
+        slot_alias_(to_size(num_experts_) + 1, nullptr),
+        slot_count_(to_size(num_experts_) + 1, 0),
+        fill_(to_size(num_experts_), 0) {
     const int limit = shared.options.routing.device_limit;
     device_limit_ = limit > 0 && limit < shared.options.ep ? limit : kNoLimit;
+    if (shared.num_groups > 0) {
+      group_expert_.resize(to_size(num_experts_));
+      group_score_.resize(to_size(num_experts_));
+      group_generated_.resize(to_size(shared.num_groups));
+      group_used_.resize(to_size(shared.num_groups));
+      group_generated_mass_.resize(to_size(shared.num_groups));
+      group_rank_.resize(to_size(shared.num_groups));
+    }
   }
 
   // Lays out the experts of a group by node: who lives where, and per class each node's mass and alias table.
   void set_group(const EpGroupTraffic& group) {
     const int limit = shared_.options.routing.node_limit;
     node_limit_ = limit > 0 && limit < group.num_nodes ? limit : kNoLimit;
+    track_units_ = node_limit_ != kNoLimit || device_limit_ != kNoLimit;
     for (int e = 0; e < num_experts_; ++e) {
       node_of_expert_[to_size(e)] = group.node_of_rank[to_size(shared_.rank_of_expert[to_size(e)])];
     }
@@ -221,189 +280,514 @@ class RankSampler {
     }
   }
 
-  void sample_rank(EpGroupTraffic& group, int group_idx, int rank_idx) {
-    // The hot loop reads everything through locals: the compiler cannot prove that the stores into the count
-    // rows leave the sampler's members alone, and would reload them after every store.
-    const auto num_nodes = to_size(group.num_nodes);
-    std::int64_t* const tokens_to_rank = group.tokens_to_rank.data() + to_size(rank_idx) * to_size(shared_.options.ep);
-    std::int64_t* const tokens_to_node = group.tokens_to_node.data() + to_size(rank_idx) * num_nodes;
-    const int* const rank_of_expert = shared_.rank_of_expert.data();
-    const int* const node_of_expert = node_of_expert_.data();
+  // Routes the tokens of one rank (sampled or replayed), applies the capacity policy and adds the kept copies to
+  // the group's rows of this rank. `unit` is the rank's global index (group * ep + rank).
+  void sample_rank(LayerTraffic& traffic, EpGroupTraffic& group, int group_idx, int rank_idx) {
+    const TrafficOptions& o = shared_.options;
+    const std::int64_t num_tokens = o.tokens_per_rank;
+    const auto num_slots = to_size(num_tokens) * to_size(num_topk_);
+    choice_.resize(num_slots);
+    kept_.resize(num_slots);
+    if (shared_.want_scores) score_.resize(num_slots);
+    const std::int64_t unit = std::int64_t{group_idx} * o.ep + rank_idx;
+    const std::uint64_t stream =
+        hash_combine(static_cast<std::uint64_t>(group_idx), static_cast<std::uint64_t>(rank_idx));
+    Rng rng(token_seed_, stream);
+    // Scores, and the picks past a token's top-k (reroute), draw from streams of their own, so turning scores on
+    // or changing the policy never changes the top-k choices: every policy acts on the same draw.
+    Rng score_rng(token_seed_, hash_combine(stream, kScoreStream));
+    Rng continuation_rng(token_seed_, hash_combine(stream, kContinuationStream));
+    rng_ = &rng;
+    score_rng_ = &score_rng;
+    continuation_rng_ = &continuation_rng;
+
+    if (shared_.replay != nullptr) {
+      copy_replayed(unit);
+    } else {
+      for (std::int64_t t = 0; t < num_tokens; ++t) {
+        const std::size_t first = to_size(t) * to_size(num_topk_);
+        begin_token();
+        // Validation guarantees that every token can complete its top-k.
+        draw_picks(num_topk_, choice_.data() + first, shared_.want_scores ? score_.data() + first : nullptr);
+        if (shared_.options.capacity.policy == CapacityPolicy::kReroute) place_token(first);  // needs the stream
+      }
+    }
+    if (o.record_picks) record(traffic.picks, unit);
+    // Dropless keeps every choice: the copies are the choices.
+    const bool is_dropless = shared_.capacity == kUnlimited;
+    if (!is_dropless && shared_.options.capacity.policy != CapacityPolicy::kReroute) apply_capacity();
+    fold(group, rank_idx, is_dropless ? choice_ : kept_);
+    if (is_dropless) {
+      for (std::size_t e = 0; e < to_size(num_experts_); ++e) routed_per_expert_[e] = tokens_per_expert_[e];
+    }
+    std::fill(fill_.begin(), fill_.end(), 0);
+    full_.clear();
+  }
+
+  void set_token_seed(std::uint64_t seed) { token_seed_ = seed; }
+  const std::vector<std::int64_t>& tokens_per_expert() const { return tokens_per_expert_; }
+  const std::vector<std::int64_t>& routed_per_expert() const { return routed_per_expert_; }
+  const std::vector<std::int64_t>& dropped_per_expert() const { return dropped_per_expert_; }
+  const std::vector<std::int64_t>& rerouted_per_expert() const { return rerouted_per_expert_; }
+  std::int64_t padded_slots() const { return padded_slots_; }
+  std::int64_t tokens_all_dropped() const { return tokens_all_dropped_; }
+
+ private:
+  static constexpr std::uint64_t kScoreStream = 0x73636f7265732d31ULL;         // "scores-1"
+  static constexpr std::uint64_t kContinuationStream = 0x636f6e74696e7565ULL;  // "continue"
+
+  // Starts a token: a fresh stamp, and for hot routing its hot count (one uniform, skipped when k P is an integer).
+  void begin_token() {
+    token_ = TokenState{};
+    token_.stamp = next_stamp();
+    token_.num_first = num_topk_;
+    if (shared_.is_hot) {
+      token_.num_first =
+          shared_.min_hot_picks + (shared_.extra_hot_odds > 0.0 && rng_->uniform() < shared_.extra_hot_odds ? 1 : 0);
+    }
+    if (shared_.num_groups > 0) choose_groups();
+  }
+
+  // The token's next expert in its ranked list (with its score when scores are on), or -1 when no eligible expert
+  // is left (only a list continued past the top-k can run out).
+  int next_pick(double* score) {
+    std::int32_t expert = -1;
+    float value = 0.0F;
+    if (draw_picks(1, &expert, &value) == 0) return -1;
+    *score = value;
+    return expert;
+  }
+
+  // Draws up to `count` more experts of the current token's ranked list into out[0, count) (their scores into
+  // scores[], when scores are on) and returns how many it drew: fewer only when no eligible expert is left, which
+  // only a list continued past its top-k can meet. The state lives in locals while the picks are drawn: the
+  // compiler cannot prove that the stores into the marks leave the members alone, and would reload them after
+  // every store.
+  int draw_picks(int count, std::int32_t* out, float* scores) {
+    if (shared_.num_groups > 0) return draw_grouped_picks(count, out, scores);
+    TokenState& t = token_;
+    const int target = t.num_picks + count;
+    const std::uint32_t stamp = t.stamp;
     std::uint32_t* const expert_mark = expert_mark_.data();
     std::uint32_t* const rank_mark = rank_mark_.data();
     std::uint32_t* const node_mark = node_mark_.data();
-    std::int64_t* const expert_count = expert_count_.data();
-    int* const touched_nodes = touched_nodes_.data();
     int* const touched_ranks = touched_ranks_.data();
-    double* const cumulative = cumulative_mass_.data();         // [t]: class mass of the first t touched units
-    const AliasColumn** const slot_alias = slot_alias_.data();  // by touched slot, at a limit
-    int* const slot_count = slot_count_.data();
-    const int num_topk = num_topk_;
+    int* const touched_nodes = touched_nodes_.data();
+    const int* const rank_of_expert = shared_.rank_of_expert.data();
+    const int* const node_of_expert = node_of_expert_.data();
+    const bool track_units = track_units_;
+    const bool want_scores = shared_.want_scores;
     const int node_limit = node_limit_;
     const int device_limit = device_limit_;
-    const bool is_hot = shared_.is_hot;
-    const int min_hot_picks = shared_.min_hot_picks;
-    const double extra_hot_odds = shared_.extra_hot_odds;
-    const std::int64_t num_tokens = shared_.options.tokens_per_rank;
-
-    // The first class's alias table, and the current class's (switched once per hot token, from hot to cold). Plain
-    // locals: the free stage reads them on every proposal.
-    const AliasColumn* const first_alias = shared_.classes[0].alias.data();
-    const auto first_num_members = static_cast<int>(shared_.classes[0].members.size());
-    const PickClass& second = shared_.classes.back();
-    // Loads the touched units' class masses and alias tables into the slots; returns the total mass.
-    auto load_slots = [&](const UnitTables& tables, const int* units, int num_units) {
-      cumulative[0] = 0.0;
-      for (int t = 0; t < num_units; ++t) {
-        const auto u = to_size(units[t]);
-        cumulative[t + 1] = cumulative[t] + tables.mass[u];
-        slot_alias[t] = tables.alias.data() + tables.begin[u];
-        slot_count[t] = tables.begin[u + 1] - tables.begin[u];
-      }
-      return cumulative[num_units];
+    Rng& rng = *rng_;
+    // The hot state in scalars, written back on the way out.
+    int num_picks = t.num_picks;
+    int num_nodes = t.num_nodes_touched;
+    int num_ranks = t.num_ranks_touched;
+    int drawn = 0;
+    auto save = [&] {
+      t.num_picks = num_picks;
+      t.num_nodes_touched = num_nodes;
+      t.num_ranks_touched = num_ranks;
     };
-
-    Rng rng(shared_.options.seed,
-            hash_combine(static_cast<std::uint64_t>(group_idx), static_cast<std::uint64_t>(rank_idx)));
-    // At a limit: a touched unit by its class mass (its slot is the number of cumulative masses at or below u,
-    // counted without branches against `bounds` when given, for up to 4 units), then an expert of it from the
-    // unit's alias table, redrawn while already picked. -1 when kMaxRedraws proposals all failed.
-    auto propose_at_limit = [&](std::uint32_t stamp, int num_slots, double total, const double* bounds) {
-      for (int attempt = 0; attempt <= kMaxRedraws; ++attempt) {
-        const double u = rng.uniform() * total;
-        int slot = 0;
-        if (bounds != nullptr) {
-          slot = (u >= bounds[1] ? 1 : 0) + (u >= bounds[2] ? 1 : 0) + (u >= bounds[3] ? 1 : 0);
-        } else {
-          for (int t = 1; t < num_slots; ++t) slot += u >= cumulative[t] ? 1 : 0;
-        }
-        slot = std::min(slot, num_slots - 1);  // u == total by rounding
-        if (slot_count[slot] == 0) continue;   // a unit without members of the class, reached only by rounding
-        const int proposal = draw_alias(slot_alias[slot], slot_count[slot], rng);
-        if (expert_mark[proposal] != stamp) return proposal;
+    while (num_picks < target) {
+      if (shared_.is_hot && t.class_idx == 0 && num_picks == t.num_first) {  // from hot to cold
+        t.class_idx = 1;
+        t.is_exact = false;
+        t.picked_mass = 0.0;
+        t.loaded = Stage::kNone;
       }
-      return -1;
-    };
-    for (std::int64_t token_idx = 0; token_idx < num_tokens; ++token_idx) {
-      const std::uint32_t stamp = next_stamp();
-      // Picks before the class switch: all of them for popularity routing, n_h for hot routing.
-      int num_first = num_topk;
-      if (is_hot) num_first = min_hot_picks + (extra_hot_odds > 0.0 && rng.uniform() < extra_hot_odds ? 1 : 0);
-      int class_idx = 0;
-      const AliasColumn* alias = first_alias;
-      int num_members = first_num_members;
-      int num_nodes_touched = 0;
-      int num_ranks_touched = 0;
-      bool is_exact = false;  // set when rejection failed kMaxRedraws times: scan for the remaining picks
-      int k = 0;
-      // Free stage: propose from the class's whole weight.
-      for (; k < num_topk && num_nodes_touched < node_limit && num_ranks_touched < device_limit; ++k) {
-        if (k == num_first) {  // hot routing only: from hot to cold
-          class_idx = 1;
-          alias = second.alias.data();
-          num_members = static_cast<int>(second.members.size());
-          is_exact = false;
-        }
+      const Stage stage = num_nodes < node_limit && num_ranks < device_limit ? Stage::kFree
+                          : num_ranks < device_limit                         ? Stage::kNodeLimit
+                                                                             : Stage::kDeviceLimit;
+      if (stage != t.loaded) {
+        save();
+        load_stage(t, stage);
+      }
+      const PickClass& pick_class = shared_.classes[to_size(t.class_idx)];
+      const AliasColumn* const alias = pick_class.alias.data();
+      const auto num_members = static_cast<int>(pick_class.members.size());
+      const double* const weight = pick_class.weight.data();
+      // This class and stage last until the target, the class switch, or a pick that reaches a limit.
+      const int stop = shared_.is_hot && t.class_idx == 0 ? std::min(target, t.num_first) : target;
+      const bool at_node_limit = stage == Stage::kNodeLimit;
+      const int num_slots = at_node_limit ? num_nodes : num_ranks;
+      const bool is_small = at_node_limit && num_slots <= 4;
+      bool is_exact = t.is_exact;
+      while (num_picks < stop) {
         int e = -1;
-        for (int attempt = 0; !is_exact && attempt <= kMaxRedraws; ++attempt) {
-          const int proposal = draw_alias(alias, num_members, rng);
-          if (expert_mark[proposal] != stamp) {
-            e = proposal;
-            break;
+        if (!is_exact) {
+          if (stage == Stage::kFree) {
+            for (int attempt = 0; attempt <= kMaxRedraws; ++attempt) {
+              const int proposal = draw_alias(alias, num_members, rng);
+              if (expert_mark[proposal] != stamp) {
+                e = proposal;
+                break;
+              }
+            }
+          } else {
+            e = propose_at_limit(t, num_slots, is_small);
           }
         }
         if (e < 0) {
           is_exact = true;
-          e = draw_by_scan(rng, stamp, Stage::kFree, class_idx, 0);
+          t.is_exact = true;
+          e = draw_by_scan(stamp, stage, t.class_idx, num_slots);
+          if (e < 0) {
+            save();
+            return drawn;
+          }
         }
         expert_mark[e] = stamp;
-        ++expert_count[e];
-        // Branch-free: whether a pick opens a new rank or node is a coin flip the predictor cannot learn. The
-        // slot is written always and kept only if the unit is new (it is otherwise the next free one).
-        const int rank = rank_of_expert[e];
-        const int is_new_rank = rank_mark[rank] != stamp ? 1 : 0;
-        rank_mark[rank] = stamp;
-        tokens_to_rank[rank] += is_new_rank;
-        touched_ranks[num_ranks_touched] = rank;
-        num_ranks_touched += is_new_rank;
-        const int node = node_of_expert[e];
-        const int is_new_node = node_mark[node] != stamp ? 1 : 0;
-        node_mark[node] = stamp;
-        tokens_to_node[node] += is_new_node;
-        touched_nodes[num_nodes_touched] = node;
-        num_nodes_touched += is_new_node;
-      }
-
-      // Node limit reached: propose a touched node by its mass, then an expert of it from the node's alias table.
-      // No new node can be touched from here on, but a new rank of a touched node can.
-      if (k < num_topk && num_ranks_touched < device_limit) {
-        double total = 0.0;
-        // The slot is the number of cumulative masses at or below u. Up to 4 slots (node limits are small:
-        // DeepSeek-V3 uses 4) it is counted without branches; the padding never counts, and the clamp absorbs
-        // u == total.
-        const bool is_small = num_nodes_touched <= 4;
-        double bound[4] = {0.0, kNever, kNever, kNever};
-        auto load_nodes = [&] {
-          total = load_slots(node_tables_[to_size(class_idx)], touched_nodes, num_nodes_touched);
-          for (int t = 1; t < 4; ++t) bound[t] = num_nodes_touched > t ? cumulative[t] : kNever;
-        };
-        load_nodes();
-        for (; k < num_topk && num_ranks_touched < device_limit; ++k) {
-          if (k == num_first) {
-            class_idx = 1;
-            is_exact = false;
-            load_nodes();
-          }
-          int e = is_exact ? -1 : propose_at_limit(stamp, num_nodes_touched, total, is_small ? bound : nullptr);
-          if (e < 0) {
-            is_exact = true;
-            e = draw_by_scan(rng, stamp, Stage::kNodeLimit, class_idx, num_nodes_touched);
-          }
-          expert_mark[e] = stamp;
-          ++expert_count[e];
+        ++num_picks;
+        out[drawn] = e;
+        if (want_scores) {
+          t.last_score = next_score(*score_rng_, log_remaining(t.total - t.picked_mass), t.last_score);
+          scores[drawn] = static_cast<float>(t.last_score);
+          t.picked_mass += weight[e];
+        }
+        ++drawn;
+        if (track_units) {
+          // Branch-free: whether a pick opens a new rank or node is a coin flip the predictor cannot learn. The
+          // slot is written always and kept only if the unit is new (it is otherwise the next free one).
           const int rank = rank_of_expert[e];
           const int is_new_rank = rank_mark[rank] != stamp ? 1 : 0;
           rank_mark[rank] = stamp;
-          tokens_to_rank[rank] += is_new_rank;
-          touched_ranks[num_ranks_touched] = rank;
-          num_ranks_touched += is_new_rank;
-        }
-      }
-
-      // Device limit reached: propose a touched rank by its mass, then an expert of it. Touched ranks lie on
-      // touched nodes, so nothing new is touched from here on.
-      if (k < num_topk) {
-        double total = load_slots(shared_.classes[to_size(class_idx)].by_rank, touched_ranks, num_ranks_touched);
-        for (; k < num_topk; ++k) {
-          if (k == num_first) {
-            class_idx = 1;
-            is_exact = false;
-            total = load_slots(second.by_rank, touched_ranks, num_ranks_touched);
-          }
-          int e = is_exact ? -1 : propose_at_limit(stamp, num_ranks_touched, total, nullptr);
-          if (e < 0) {
-            is_exact = true;
-            e = draw_by_scan(rng, stamp, Stage::kDeviceLimit, class_idx, num_ranks_touched);
-          }
-          expert_mark[e] = stamp;
-          ++expert_count[e];
+          touched_ranks[num_ranks] = rank;
+          num_ranks += is_new_rank;
+          const int node = node_of_expert[e];
+          const int is_new_node = node_mark[node] != stamp ? 1 : 0;
+          node_mark[node] = stamp;
+          touched_nodes[num_nodes] = node;
+          num_nodes += is_new_node;
+          // A pick that brings the token to a limit ends the stage.
+          if (stage != Stage::kDeviceLimit && num_ranks >= device_limit) break;
+          if (stage == Stage::kFree && num_nodes >= node_limit) break;
         }
       }
     }
+    save();
+    return drawn;
+  }
 
-    std::int64_t* const copies_to_rank = group.copies_to_rank.data() + to_size(rank_idx) * to_size(shared_.options.ep);
-    std::int64_t* const copies_to_node = group.copies_to_node.data() + to_size(rank_idx) * num_nodes;
-    for (int e = 0; e < num_experts_; ++e) {
-      copies_to_rank[rank_of_expert[e]] += expert_count[e];
-      copies_to_node[node_of_expert[e]] += expert_count[e];
-      tokens_per_expert_[to_size(e)] += expert_count[e];
-      expert_count[e] = 0;
+  // Loads the candidates of a stage: the class's whole mass when free, the touched units' masses and alias tables
+  // into the slots at a limit.
+  void load_stage(TokenState& t, Stage stage) {
+    t.loaded = stage;
+    const auto c = to_size(t.class_idx);
+    if (stage == Stage::kFree) {
+      t.total = shared_.class_mass[c];
+      return;
+    }
+    const bool at_node_limit = stage == Stage::kNodeLimit;
+    const UnitTables& tables = at_node_limit ? node_tables_[c] : shared_.classes[c].by_rank;
+    const int* units = at_node_limit ? touched_nodes_.data() : touched_ranks_.data();
+    const int num_units = at_node_limit ? t.num_nodes_touched : t.num_ranks_touched;
+    double* cumulative = cumulative_mass_.data();
+    cumulative[0] = 0.0;
+    for (int i = 0; i < num_units; ++i) {
+      const auto u = to_size(units[i]);
+      cumulative[i + 1] = cumulative[i] + tables.mass[u];
+      slot_alias_[to_size(i)] = tables.alias.data() + tables.begin[u];
+      slot_count_[to_size(i)] = tables.begin[u + 1] - tables.begin[u];
+    }
+    t.total = cumulative[num_units];
+    // Up to 4 slots the slot of a draw is counted without branches against `bound`; the padding never counts.
+    for (int i = 1; i < 4; ++i) t.bound[i] = num_units > i ? cumulative[i] : kNever;
+  }
+
+  // At a limit: a touched unit by its class mass (its slot is the number of cumulative masses at or below u), then
+  // an expert of it from the unit's alias table, redrawn while already picked. -1 when kMaxRedraws proposals all
+  // failed.
+  int propose_at_limit(const TokenState& t, int num_slots, bool is_small) {
+    const double* cumulative = cumulative_mass_.data();
+    for (int attempt = 0; attempt <= kMaxRedraws; ++attempt) {
+      const double u = rng_->uniform() * t.total;
+      int slot = 0;
+      if (is_small) {
+        slot = (u >= t.bound[1] ? 1 : 0) + (u >= t.bound[2] ? 1 : 0) + (u >= t.bound[3] ? 1 : 0);
+      } else {
+        for (int i = 1; i < num_slots; ++i) slot += u >= cumulative[i] ? 1 : 0;
+      }
+      slot = std::min(slot, num_slots - 1);           // u == total by rounding
+      if (slot_count_[to_size(slot)] == 0) continue;  // a unit without members of the class, reached only by rounding
+      const int proposal = draw_alias(slot_alias_[to_size(slot)], slot_count_[to_size(slot)], *rng_);
+      if (expert_mark_[to_size(proposal)] != t.stamp) return proposal;
+    }
+    return -1;
+  }
+
+  // Group-limited routing: every group's two best experts (top-down scores), the group_limit groups with the
+  // highest sum of the two, in descending order of that sum (ties: lower group).
+  void choose_groups() {
+    const auto num_groups = to_size(shared_.num_groups);
+    for (std::size_t g = 0; g < num_groups; ++g) {
+      group_generated_[g] = 0;
+      group_used_[g] = 0;
+      group_generated_mass_[g] = 0.0;
+      generate_in_group(static_cast<int>(g));
+      if (shared_.group_size > 1) generate_in_group(static_cast<int>(g));
+    }
+    auto group_score = [&](std::size_t g) {
+      const std::size_t first = g * to_size(shared_.group_size);
+      return group_score_[first] + (shared_.group_size > 1 ? group_score_[first + 1] : 0.0);
+    };
+    for (std::size_t g = 0; g < num_groups; ++g) group_rank_[g] = static_cast<int>(g);
+    std::partial_sort(group_rank_.begin(), group_rank_.begin() + shared_.options.routing.group_limit, group_rank_.end(),
+                      [&](int a, int b) {
+                        const double sa = group_score(to_size(a));
+                        const double sb = group_score(to_size(b));
+                        return sa > sb || (sa == sb && a < b);
+                      });
+  }
+
+  // Draws the next-best expert of group g (by its class-0 weight among the group's experts not drawn yet) and its
+  // score below the group's previous one. Returns false when the group has no expert left.
+  bool generate_in_group(int g) {
+    const auto gi = to_size(g);
+    const int count = group_generated_[gi];
+    if (count == shared_.group_size) return false;
+    const UnitTables& tables = shared_.by_group;
+    const int begin = tables.begin[gi];
+    const std::size_t first = gi * to_size(shared_.group_size);
+    int e = -1;
+    for (int attempt = 0; attempt <= kMaxRedraws && e < 0; ++attempt) {
+      const int proposal = draw_alias(tables.alias.data() + begin, shared_.group_size, *rng_);
+      if (expert_mark_[to_size(proposal)] != token_.stamp) e = proposal;
+    }
+    const std::vector<double>& weight = shared_.classes[0].weight;
+    if (e < 0) {  // exact inverse CDF over the group's experts not drawn yet (nor full, when rerouting)
+      double total = 0.0;
+      for (int i = begin; i < begin + shared_.group_size; ++i) {
+        const int x = tables.order[to_size(i)];
+        if (expert_mark_[to_size(x)] != token_.stamp) total += weight[to_size(x)];
+      }
+      double u = rng_->uniform() * total;
+      for (int i = begin; i < begin + shared_.group_size; ++i) {
+        const int x = tables.order[to_size(i)];
+        if (expert_mark_[to_size(x)] == token_.stamp) continue;
+        e = x;  // the last eligible one if u runs past the end by rounding, or if the mass is zero
+        u -= weight[to_size(x)];
+        if (u < 0.0) break;
+      }
+      if (e < 0) return false;  // only full experts are left (reroute)
+    }
+    const double bound = count == 0 ? kNever : group_score_[first + to_size(count) - 1];
+    group_score_[first + to_size(count)] =
+        next_score(*rng_, log_remaining(tables.mass[gi] - group_generated_mass_[gi]), bound);
+    group_expert_[first + to_size(count)] = e;
+    group_generated_mass_[gi] += weight[to_size(e)];
+    ++group_generated_[gi];
+    expert_mark_[to_size(e)] = token_.stamp;
+    return true;
+  }
+
+  int draw_grouped_picks(int count, std::int32_t* out, float* scores) {
+    int drawn = 0;
+    for (double score = 0.0; drawn < count; ++drawn) {
+      const int e = next_grouped_pick(&score);
+      if (e < 0) break;
+      out[drawn] = e;
+      if (shared_.want_scores) scores[drawn] = static_cast<float>(score);
+    }
+    return drawn;
+  }
+
+  // The best not yet picked expert over the chosen groups: their ranked lists merged.
+  int next_grouped_pick(double* score) {
+    int best = -1;
+    double best_score = -kNever;
+    for (int i = 0; i < shared_.options.routing.group_limit; ++i) {
+      const int g = group_rank_[to_size(i)];
+      const auto gi = to_size(g);
+      if (group_used_[gi] == group_generated_[gi] && !generate_in_group(g)) continue;
+      const double s = group_score_[gi * to_size(shared_.group_size) + to_size(group_used_[gi])];
+      if (best < 0 || s > best_score) {
+        best = g;
+        best_score = s;
+      }
+    }
+    if (best < 0) return -1;
+    const auto gi = to_size(best);
+    *score = best_score;
+    return group_expert_[gi * to_size(shared_.group_size) + to_size(group_used_[gi]++)];
+  }
+
+  // Replay: the rank's tokens are the layer's rows (unit T + t) mod N, in order.
+  void copy_replayed(std::int64_t unit) {
+    const RecordedLayer& layer = *shared_.replay;
+    const auto k = to_size(num_topk_);
+    const std::int64_t num_tokens = shared_.options.tokens_per_rank;
+    for (std::int64_t t = 0; t < num_tokens; ++t) {
+      const auto row = to_size((unit * num_tokens + t) % layer.num_tokens);
+      std::copy_n(layer.experts.begin() + static_cast<std::ptrdiff_t>(row * k), k,
+                  choice_.begin() + static_cast<std::ptrdiff_t>(to_size(t) * k));
+      if (shared_.want_scores) {
+        std::copy_n(layer.scores.begin() + static_cast<std::ptrdiff_t>(row * k), k,
+                    score_.begin() + static_cast<std::ptrdiff_t>(to_size(t) * k));
+      }
     }
   }
 
-  const std::vector<std::int64_t>& tokens_per_expert() const { return tokens_per_expert_; }
+  void record(RecordedLayer& picks, std::int64_t unit) const {
+    const std::size_t offset = to_size(unit * shared_.options.tokens_per_rank) * to_size(num_topk_);
+    std::copy(choice_.begin(), choice_.end(), picks.experts.begin() + static_cast<std::ptrdiff_t>(offset));
+    if (!picks.scores.empty()) {
+      std::copy(score_.begin(), score_.end(), picks.scores.begin() + static_cast<std::ptrdiff_t>(offset));
+    }
+  }
 
- private:
+  // reroute, while the token's list can still be continued: its choices in order, each kept if its expert has room;
+  // then each overflowing one moves to the token's next-best expert with room, or is dropped when none is left.
+  // The full experts are marked as already picked, so the continued list skips them: by the Plackett-Luce
+  // property, the first expert with room in the continued list is a draw among the experts with room (within the
+  // token's limits), so nothing is lost by never drawing the full ones, and each reroute costs one pick.
+  void place_token(std::size_t first) {
+    const std::int64_t capacity = shared_.capacity;
+    bool has_overflow = false;
+    for (int i = 0; i < num_topk_; ++i) {
+      const auto e = to_size(choice_[first + to_size(i)]);
+      ++routed_per_expert_[e];
+      if (fill_[e] < capacity) {
+        kept_[first + to_size(i)] = static_cast<std::int32_t>(e);
+        if (++fill_[e] == capacity) full_.push_back(static_cast<int>(e));
+      } else {
+        kept_[first + to_size(i)] = kOverflow;
+        has_overflow = true;
+      }
+    }
+    if (!has_overflow) return;
+    for (const int e : full_) expert_mark_[to_size(e)] = token_.stamp;
+    Rng* const choices_rng = rng_;
+    rng_ = continuation_rng_;
+    for (int i = 0; i < num_topk_; ++i) {
+      if (kept_[first + to_size(i)] != kOverflow) continue;
+      double score = 0.0;
+      int next = -1;
+      do {  // never a full expert, except one a group drew before the marking (group-limited routing)
+        next = next_pick(&score);
+      } while (next >= 0 && fill_[to_size(next)] >= capacity);
+      if (next >= 0) {
+        if (++fill_[to_size(next)] == capacity) full_.push_back(next);
+        ++rerouted_per_expert_[to_size(next)];
+      } else {
+        ++dropped_per_expert_[to_size(choice_[first + to_size(i)])];
+      }
+      kept_[first + to_size(i)] = next;
+    }
+    rng_ = choices_rng;
+  }
+
+  // Every policy but reroute, on the rank's choices: which copies are kept (kept_[i] = the expert, or -1).
+  void apply_capacity() {
+    const std::int64_t capacity = shared_.capacity;
+    const CapacityPolicy policy = shared_.options.capacity.policy;
+    const std::size_t num_slots = choice_.size();
+    for (std::size_t i = 0; i < num_slots; ++i) {
+      const auto e = to_size(choice_[i]);
+      ++routed_per_expert_[e];
+      ++fill_[e];
+      kept_[i] = choice_[i];
+    }
+    if (policy == CapacityPolicy::kDropScore) {
+      drop_lowest_scores();
+      return;
+    }
+    // drop-position and padded: an expert keeps its first C copies in token order.
+    std::fill(fill_.begin(), fill_.end(), 0);
+    for (std::size_t i = 0; i < num_slots; ++i) {
+      const auto e = to_size(kept_[i]);
+      if (fill_[e] < capacity) {
+        ++fill_[e];
+      } else {
+        kept_[i] = -1;
+        ++dropped_per_expert_[e];
+      }
+    }
+  }
+
+  // drop-score: the copies of each overflowing expert, ordered by score (descending; ties: earlier token first);
+  // those past the first C are dropped. fill_ holds each expert's copy count on entry. The copies are bucketed by
+  // expert once (a counting sort of the slots), so the cost is linear in the rank's copies.
+  void drop_lowest_scores() {
+    const std::int64_t capacity = shared_.capacity;
+    const auto num_experts = to_size(num_experts_);
+    bucket_begin_.assign(num_experts + 1, 0);
+    for (std::size_t e = 0; e < num_experts; ++e) bucket_begin_[e + 1] = bucket_begin_[e] + to_size(fill_[e]);
+    by_score_.resize(choice_.size());
+    std::vector<std::size_t>& next = bucket_next_;
+    next.assign(bucket_begin_.begin(), bucket_begin_.end() - 1);
+    for (std::size_t i = 0; i < choice_.size(); ++i) by_score_[next[to_size(choice_[i])]++] = i;
+    const auto higher = [&](std::size_t a, std::size_t b) {
+      return score_[a] > score_[b] || (score_[a] == score_[b] && a < b);
+    };
+    for (std::size_t e = 0; e < num_experts; ++e) {
+      if (fill_[e] <= capacity) continue;
+      const auto first = by_score_.begin() + static_cast<std::ptrdiff_t>(bucket_begin_[e]);
+      const auto last = by_score_.begin() + static_cast<std::ptrdiff_t>(bucket_begin_[e + 1]);
+      std::nth_element(first, first + capacity, last, higher);
+      for (auto it = first + capacity; it != last; ++it) kept_[*it] = -1;
+      dropped_per_expert_[e] += fill_[e] - capacity;
+    }
+  }
+
+  // Adds the rank's kept copies to its rows: per destination rank and node, the tokens (one copy per rank or node)
+  // and the copies (one per expert); with replicas, each expert's copies go to its replicas in turn.
+  void fold(EpGroupTraffic& group, int rank_idx, const std::vector<std::int32_t>& copies) {
+    const auto ep = to_size(shared_.options.ep);
+    const auto num_nodes = to_size(group.num_nodes);
+    std::int64_t* const tokens_to_rank = group.tokens_to_rank.data() + to_size(rank_idx) * ep;
+    std::int64_t* const tokens_to_node = group.tokens_to_node.data() + to_size(rank_idx) * num_nodes;
+    std::int64_t* const copies_to_rank = group.copies_to_rank.data() + to_size(rank_idx) * ep;
+    std::int64_t* const copies_to_node = group.copies_to_node.data() + to_size(rank_idx) * num_nodes;
+    const int* const rank_of_expert = shared_.rank_of_expert.data();
+    const int* const node_of_rank = group.node_of_rank.data();
+    const ExpertReplicas* const replicas = shared_.options.replicas;
+    std::uint32_t* const rank_mark = rank_mark_.data();
+    std::uint32_t* const node_mark = node_mark_.data();
+    std::int64_t* const expert_count = expert_count_.data();
+    const std::int32_t* kept = copies.data();
+    const int k = num_topk_;
+    const std::int64_t num_tokens = shared_.options.tokens_per_rank;
+    for (std::int64_t t = 0; t < num_tokens; ++t, kept += k) {
+      const std::uint32_t stamp = next_stamp();
+      int num_kept = 0;
+      for (int i = 0; i < k; ++i) {
+        const int e = kept[i];
+        if (e < 0) continue;
+        ++num_kept;
+        // With replicas, the rank's copies for e take the replicas in turn (expert_count[e] copies so far).
+        const int rank = replicas == nullptr ? rank_of_expert[e] : replicas->rank_for(e, expert_count[e]);
+        ++expert_count[e];
+        if (replicas != nullptr) ++copies_to_rank[rank];
+        // Branch-free: whether a copy opens a new rank or node is a coin flip the predictor cannot learn.
+        tokens_to_rank[rank] += rank_mark[rank] != stamp ? 1 : 0;
+        rank_mark[rank] = stamp;
+        const int node = node_of_rank[rank];
+        tokens_to_node[node] += node_mark[node] != stamp ? 1 : 0;
+        node_mark[node] = stamp;
+      }
+      tokens_all_dropped_ += num_kept == 0 && k > 0 ? 1 : 0;
+    }
+    const bool is_padded = shared_.options.capacity.policy == CapacityPolicy::kPadded;
+    for (int e = 0; e < num_experts_; ++e) {
+      const std::int64_t count = expert_count[e];
+      tokens_per_expert_[to_size(e)] += count;
+      expert_count[e] = 0;
+      if (replicas != nullptr) continue;  // counted per copy above
+      // padded: every (rank, expert) buffer travels full, its empty slots as padding.
+      const std::int64_t slots = is_padded ? shared_.capacity : count;
+      padded_slots_ += slots - count;
+      copies_to_rank[rank_of_expert[e]] += slots;
+    }
+    if (is_padded) {  // fixed per-expert buffers: nothing is deduplicated, every slot is a copy
+      std::copy_n(copies_to_rank, ep, tokens_to_rank);
+    }
+    std::fill_n(copies_to_node, num_nodes, 0);
+    for (std::size_t r = 0; r < ep; ++r) copies_to_node[node_of_rank[r]] += copies_to_rank[r];
+    if (is_padded) std::copy_n(copies_to_node, num_nodes, tokens_to_node);
+  }
+
   std::uint32_t next_stamp() {
     if (++stamp_ == 0) {  // wrapped: marks left from 2^32 tokens ago would look current
       std::fill(expert_mark_.begin(), expert_mark_.end(), 0);
@@ -415,8 +799,9 @@ class RankSampler {
   }
 
   // Inverse CDF over every eligible expert of the class (unpicked; on a touched node or rank at a limit), summed
-  // afresh in a fixed order: exact whatever the skew. Kept out of line so that the hot loop stays small.
-  [[gnu::noinline]] int draw_by_scan(Rng& rng, std::uint32_t stamp, Stage stage, int class_idx, int num_touched) {
+  // afresh in a fixed order: exact whatever the skew. -1 when none is eligible. Kept out of line so that the hot
+  // loop stays small.
+  [[gnu::noinline]] int draw_by_scan(std::uint32_t stamp, Stage stage, int class_idx, int num_touched) {
     const PickClass& pick_class = shared_.classes[to_size(class_idx)];
     const double* w = pick_class.weight.data();
     int num_candidates = 0;
@@ -439,12 +824,11 @@ class RankSampler {
     } else {
       for (const int e : pick_class.members) consider(e);
     }
-    if (num_candidates == 0)
-      throw std::logic_error("routing: a token ran out of eligible experts; validation missed it");
+    if (num_candidates == 0) return -1;
     // Only popularities that underflowed to zero (zipf with a huge exponent) can leave no mass: those experts are
     // then equally (un)likely.
-    if (!(total > 0.0)) return candidates_[rng.below(static_cast<std::uint64_t>(num_candidates))];
-    double u = rng.uniform() * total;
+    if (!(total > 0.0)) return candidates_[rng_->below(static_cast<std::uint64_t>(num_candidates))];
+    double u = rng_->uniform() * total;
     int last_positive = candidates_[0];
     for (int i = 0; i < num_candidates; ++i) {
       const int e = candidates_[to_size(i)];
@@ -456,28 +840,58 @@ class RankSampler {
     return last_positive;  // u ran past the end by rounding
   }
 
+  static constexpr std::int32_t kOverflow = -2;  // reroute: a choice waiting for its next-best expert
+
   const SharedInputs& shared_;
   const int num_experts_;
   const int num_topk_;
   int node_limit_ = kNoLimit;    // for the current group; kNoLimit when it cannot bind
   int device_limit_ = kNoLimit;  // kNoLimit when it cannot bind
+  bool track_units_ = true;      // a limit may bind: keep the touched ranks and nodes of each token
+  std::uint64_t token_seed_ = 0;
   std::uint32_t stamp_ = 0;
+  Rng* rng_ = nullptr;               // the current rank's picks
+  Rng* score_rng_ = nullptr;         // and scores
+  Rng* continuation_rng_ = nullptr;  // and picks past the top-k
+  TokenState token_;
   // 32-bit marks cannot alias the 64-bit counters.
   std::vector<std::uint32_t> expert_mark_;
   std::vector<std::uint32_t> rank_mark_;
   std::vector<std::uint32_t> node_mark_;  // a group has at most ep nodes
   std::vector<std::int64_t> expert_count_;
   std::vector<std::int64_t> tokens_per_expert_;
+  std::vector<std::int64_t> routed_per_expert_;
+  std::vector<std::int64_t> dropped_per_expert_;
+  std::vector<std::int64_t> rerouted_per_expert_;
+  std::int64_t padded_slots_ = 0;
+  std::int64_t tokens_all_dropped_ = 0;
   std::vector<int> node_of_expert_;      // in the current group
   std::vector<UnitTables> node_tables_;  // per class, in the current group
   std::vector<int> candidates_;
-  // The current token's nodes and ranks in the order it touched them.
+  // The current token's nodes and ranks in the order it touched them (a continued list may touch up to E).
   std::vector<int> touched_nodes_;
   std::vector<int> touched_ranks_;
   // At a limit: the class mass of the first t touched units at [t] ([0] = 0), each unit's alias table and count.
   std::vector<double> cumulative_mass_;
   std::vector<const AliasColumn*> slot_alias_;
   std::vector<int> slot_count_;
+  // The current rank's tokens: choices (top-k, ranked), their scores, and what capacity kept.
+  std::vector<std::int32_t> choice_;
+  std::vector<float> score_;
+  std::vector<std::int32_t> kept_;
+  std::vector<std::int64_t> fill_;     // copies of the rank per expert so far
+  std::vector<int> full_;              // reroute: experts the rank has filled
+  std::vector<std::size_t> by_score_;  // drop-score: the rank's slots bucketed by expert
+  std::vector<std::size_t> bucket_begin_;
+  std::vector<std::size_t> bucket_next_;
+  // Group-limited routing: per group, its experts drawn so far in descending score, how many the token used,
+  // their mass, and the groups in the token's order.
+  std::vector<int> group_expert_;
+  std::vector<double> group_score_;
+  std::vector<int> group_generated_;
+  std::vector<int> group_used_;
+  std::vector<double> group_generated_mass_;
+  std::vector<int> group_rank_;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -489,6 +903,89 @@ std::string distribution_of(RoutingSpec spec) {
   spec.node_limit = 0;
   spec.device_limit = 0;
   return spec.describe();
+}
+
+// Group-limited routing: G groups of E / G experts, of which g hold the token's top-k; the router's own selection,
+// so neither the sequential limits nor the two-class hot routing combine with it.
+void validate_groups(const TrafficOptions& o) {
+  const RoutingSpec& r = o.routing;
+  if (r.expert_groups == 0 && r.group_limit == 0) return;
+  const std::string groups = std::to_string(r.expert_groups);
+  if (r.expert_groups < 1 || o.num_experts % r.expert_groups != 0) {
+    fail("expert_groups: must be >= 1 and divide num_experts " + std::to_string(o.num_experts) + ", got " + groups);
+  }
+  if (r.group_limit < 1 || r.group_limit > r.expert_groups) {
+    fail("group_limit: must be in [1, expert_groups " + groups + "], got " + std::to_string(r.group_limit));
+  }
+  const int reachable = r.group_limit * (o.num_experts / r.expert_groups);
+  if (reachable < o.num_topk) {
+    fail("group_limit: " + std::to_string(r.group_limit) + " groups hold only " + std::to_string(reachable) +
+         " experts, fewer than num_topk " + std::to_string(o.num_topk));
+  }
+  if (r.node_limit > 0 || r.device_limit > 0) {
+    fail(
+        "group_limit: cannot be combined with node_limit or device_limit (DeepSeek-V3 realises its node limit as "
+        "the group limit: use groups that match the nodes instead)");
+  }
+  if (r.kind == RoutingSpec::Kind::kHot) fail("group_limit: cannot be combined with hot:H:P routing");
+}
+
+// What the capacity policy, a replayed file, replicas and biases need.
+void validate_policy_and_sources(const TrafficOptions& o) {
+  const CapacitySpec& c = o.capacity;
+  if (!c.is_dropless()) {
+    // Throws for a bad factor or minimum.
+    (void)expert_capacity(o.tokens_per_rank, o.num_topk, o.num_experts, c.factor, c.min_capacity);
+  }
+  if (o.layer < 0) fail("layer: must be >= 0, got " + std::to_string(o.layer));
+  if (o.step < 0) fail("step: must be >= 0, got " + std::to_string(o.step));
+  if (!o.expert_bias.empty()) {
+    if (o.expert_bias.size() != to_size(o.num_experts)) {
+      fail("expert_bias: expected " + std::to_string(o.num_experts) + " values (one per expert), got " +
+           std::to_string(o.expert_bias.size()));
+    }
+    for (const double b : o.expert_bias) {
+      if (!std::isfinite(b)) fail("expert_bias: every bias must be finite");
+    }
+  }
+  if (o.replicas != nullptr) {
+    const ExpertReplicas& r = *o.replicas;
+    if (r.num_experts() != o.num_experts || r.begin.front() != 0 || to_size(r.begin.back()) != r.rank.size()) {
+      fail("replicas: expected a layout of " + std::to_string(o.num_experts) + " experts");
+    }
+    for (int e = 0; e < o.num_experts; ++e) {
+      if (r.num_replicas(e) < 1) fail("replicas: expert " + std::to_string(e) + " has no replica");
+    }
+    for (const int rank : r.rank) {
+      if (rank < 0 || rank >= o.ep) fail("replicas: rank " + std::to_string(rank) + " outside the EP group");
+    }
+    if (c.policy == CapacityPolicy::kPadded) {
+      fail("capacity policy padded: cannot be combined with replication (padded buffers are per expert)");
+    }
+  }
+  if (o.replay == nullptr) return;
+  const RecordedRouting& file = *o.replay;
+  const RoutingSpec& r = o.routing;
+  if (file.num_topk != o.num_topk) {
+    fail(file.source + ": the file routes top-" + std::to_string(file.num_topk) + ", the model top-" +
+         std::to_string(o.num_topk));
+  }
+  if (file.find(o.layer) == nullptr) {
+    std::string layers;
+    for (const RecordedLayer& layer : file.layers) layers += (layers.empty() ? "" : ", ") + std::to_string(layer.layer);
+    fail(file.source + ": no rows for layer " + std::to_string(o.layer) + " (the file has layers " + layers + ")");
+  }
+  if (r.node_limit > 0 || r.device_limit > 0 || r.group_limit > 0 || r.drift > 0.0 || !o.expert_bias.empty()) {
+    fail(file.source + ": a replayed routing is taken as recorded: no node, device or group limit, drift or bias");
+  }
+  if (c.policy == CapacityPolicy::kReroute) {
+    fail(file.source +
+         ": capacity policy reroute needs each token's ranked experts past its top-k, which a "
+         "routing file does not hold");
+  }
+  if (c.policy == CapacityPolicy::kDropScore && !file.has_scores) {
+    fail(file.source + ": capacity policy drop-score needs router scores, and the file has no s0.. columns");
+  }
 }
 
 void validate(int num_gpus, const TrafficOptions& o) {
@@ -530,6 +1027,8 @@ void validate(int num_gpus, const TrafficOptions& o) {
            " (a token cannot pick more than E - H distinct cold experts)");
     }
   }
+  validate_groups(o);
+  validate_policy_and_sources(o);
 }
 
 // The smallest `count` values of `values` added up (all of them if there are fewer).
@@ -671,10 +1170,13 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const int experts_per_rank = options.num_experts / ep;
   const int num_groups = num_gpus / ep;
   const auto num_experts = to_size(options.num_experts);
+  const std::uint64_t seed = layer_seed(options.seed, options.layer);
 
-  // The pick classes: the popularity, or hot and cold with weight 1 on their members.
-  SharedInputs shared{options, {}, experts_per_rank, place_experts(options.placement, options.num_experts, ep), false,
-                      0,       0.0};
+  // The pick classes: the popularity, or hot and cold with weight 1 on their members; then drift and biases
+  // scale every weight by exp(offset).
+  SharedInputs shared{.options = options,
+                      .experts_per_rank = experts_per_rank,
+                      .rank_of_expert = place_experts(options.placement, options.num_experts, ep)};
   if (options.routing.kind == RoutingSpec::Kind::kHot) {
     shared.is_hot = true;
     const double hot_picks = expected_hot_picks(options.num_topk, options.routing.hot_share);
@@ -682,16 +1184,24 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
     shared.extra_hot_odds = hot_picks - std::floor(hot_picks);
     shared.classes.resize(2);
     shared.classes[0].weight.assign(num_experts, 0.0);
-    for (const int e : hot_experts(options.routing, options.num_experts, options.seed)) {
+    for (const int e : hot_experts(options.routing, options.num_experts, seed)) {
       shared.classes[0].weight[to_size(e)] = 1.0;
     }
     shared.classes[1].weight.assign(num_experts, 0.0);
     for (std::size_t e = 0; e < num_experts; ++e) shared.classes[1].weight[e] = 1.0 - shared.classes[0].weight[e];
   } else {
     shared.classes.resize(1);
-    shared.classes[0].weight = expert_popularity(options.routing, options.num_experts, options.seed);
+    shared.classes[0].weight = expert_popularity(options.routing, options.num_experts, seed);
   }
+  std::vector<double> offset = drift_offsets(options.routing, options.num_experts, seed, options.step);
+  for (std::size_t e = 0; e < options.expert_bias.size(); ++e) offset[e] += options.expert_bias[e];
+  const bool has_offsets = std::any_of(offset.begin(), offset.end(), [](double x) { return x != 0.0; });
   for (PickClass& c : shared.classes) {
+    if (has_offsets) {
+      // Relative to the largest offset, so the scaled weights cannot overflow.
+      const double top = *std::max_element(offset.begin(), offset.end());
+      for (std::size_t e = 0; e < num_experts; ++e) c.weight[e] *= std::exp(offset[e] - top);
+    }
     for (std::size_t e = 0; e < num_experts; ++e) {
       // Popularity routing keeps zero-weight experts (zipf underflow) as members: they stay eligible, at weight 0.
       if (c.weight[e] > 0.0 || !shared.is_hot) c.members.push_back(static_cast<int>(e));
@@ -701,13 +1211,34 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
     c.alias.resize(c.members.size());
     build_alias(c.members.data(), member_weight.data(), static_cast<int>(c.members.size()), c.alias.data());
     c.by_rank.build(c.weight, c.members, shared.rank_of_expert, ep);
+    double mass = 0.0;
+    for (const double w : c.weight) mass += w;
+    shared.class_mass.push_back(mass);
+  }
+  if (options.routing.group_limit > 0) {
+    shared.num_groups = options.routing.expert_groups;
+    shared.group_size = options.num_experts / shared.num_groups;
+    std::vector<int> group_of_expert(num_experts);
+    for (std::size_t e = 0; e < num_experts; ++e) group_of_expert[e] = static_cast<int>(e) / shared.group_size;
+    shared.by_group.build(shared.classes[0].weight, shared.classes[0].members, group_of_expert, shared.num_groups);
   }
   validate_unit_limit(shared.rank_of_expert, ep, options.routing.device_limit, shared,
                       "device_limit: " + std::to_string(options.routing.device_limit) + " ranks",
                       "raise the device limit");
+  if (!options.capacity.is_dropless()) {
+    shared.capacity = expert_capacity(options.tokens_per_rank, options.num_topk, options.num_experts,
+                                      options.capacity.factor, options.capacity.min_capacity);
+  }
+  if (options.replay != nullptr) shared.replay = options.replay->find(options.layer);
+  // Scores cost a logarithm or two per pick: drawn only where a policy, the routing or a record uses them.
+  shared.want_scores =
+      options.routing.group_limit > 0 ||
+      (options.replay != nullptr ? options.replay->has_scores
+                                 : options.capacity.policy == CapacityPolicy::kDropScore || options.record_picks);
 
   LayerTraffic traffic;
   traffic.options = options;
+  traffic.capacity = shared.capacity == kUnlimited ? 0 : shared.capacity;
   traffic.groups.resize(to_size(num_groups));
   for (int g = 0; g < num_groups; ++g) {
     EpGroupTraffic& group = traffic.groups[g];
@@ -734,6 +1265,13 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
     group.tokens_to_node.assign(ep_size * to_size(group.num_nodes), 0);
     group.copies_to_node.assign(ep_size * to_size(group.num_nodes), 0);
   }
+  if (options.record_picks) {
+    const std::size_t num_slots = to_size(num_gpus) * to_size(options.tokens_per_rank) * to_size(options.num_topk);
+    traffic.picks.layer = options.layer;
+    traffic.picks.num_tokens = std::int64_t{num_gpus} * options.tokens_per_rank;
+    traffic.picks.experts.assign(num_slots, 0);
+    if (shared.want_scores) traffic.picks.scores.assign(num_slots, 0.0F);
+  }
 
   // Ranks are numbered across groups (unit = group * ep + rank) and cut into contiguous ranges, one per thread.
   const std::int64_t num_units = num_gpus;
@@ -741,13 +1279,18 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const std::int64_t wanted = num_threads > 0 ? num_threads : std::max(1u, std::thread::hardware_concurrency());
   const auto num_workers =
       static_cast<int>(std::max<std::int64_t>(1, std::min({wanted, num_picks / kMinPicksPerThread, num_units})));
+  // Token streams per (seed, layer, step, group, rank); layer 0 at step 0 draws from the seed itself.
+  const std::uint64_t token_seed =
+      options.step == 0 ? seed
+                        : hash_combine(hash_combine(seed, kStepStream), static_cast<std::uint64_t>(options.step));
 
-  std::vector<std::vector<std::int64_t>> tokens_per_expert(to_size(num_workers));
+  std::vector<std::unique_ptr<RankSampler>> samplers(to_size(num_workers));
   std::vector<std::exception_ptr> errors(to_size(num_workers));
   auto run = [&](int worker) {
     try {
       // Each thread builds its own sampler, so the scratch that changes every token shares no cache line.
-      RankSampler sampler(shared);
+      auto sampler = std::make_unique<RankSampler>(shared);
+      sampler->set_token_seed(token_seed);
       const std::int64_t begin = num_units * worker / num_workers;
       const std::int64_t end = num_units * (worker + 1) / num_workers;
       int current_group = -1;
@@ -755,12 +1298,12 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
         const auto g = static_cast<int>(unit / ep);
         EpGroupTraffic& group = traffic.groups[to_size(g)];
         if (g != current_group) {
-          sampler.set_group(group);
+          sampler->set_group(group);
           current_group = g;
         }
-        sampler.sample_rank(group, g, static_cast<int>(unit % ep));
+        sampler->sample_rank(traffic, group, g, static_cast<int>(unit % ep));
       }
-      tokens_per_expert[to_size(worker)] = sampler.tokens_per_expert();
+      samplers[to_size(worker)] = std::move(sampler);
     } catch (...) {  // std::bad_alloc: rethrown on the calling thread rather than terminating
       errors[to_size(worker)] = std::current_exception();
     }
@@ -773,9 +1316,26 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
     if (error) std::rethrow_exception(error);
   }
 
-  traffic.tokens_per_expert.assign(to_size(options.num_experts), 0);
-  for (const auto& counts : tokens_per_expert) {
-    for (std::size_t e = 0; e < counts.size(); ++e) traffic.tokens_per_expert[e] += counts[e];
+  // Each thread's counts, summed in worker order (integers: the order cannot change the sums anyway).
+  auto sum_over_workers = [&](auto per_sampler) {
+    std::vector<std::int64_t> total(num_experts, 0);
+    for (const auto& sampler : samplers) {
+      const std::vector<std::int64_t>& counts = per_sampler(*sampler);
+      for (std::size_t e = 0; e < num_experts; ++e) total[e] += counts[e];
+    }
+    return total;
+  };
+  traffic.tokens_per_expert =
+      sum_over_workers([](const RankSampler& s) -> const auto& { return s.tokens_per_expert(); });
+  traffic.routed_per_expert =
+      sum_over_workers([](const RankSampler& s) -> const auto& { return s.routed_per_expert(); });
+  traffic.dropped_per_expert =
+      sum_over_workers([](const RankSampler& s) -> const auto& { return s.dropped_per_expert(); });
+  traffic.rerouted_per_expert =
+      sum_over_workers([](const RankSampler& s) -> const auto& { return s.rerouted_per_expert(); });
+  for (const auto& sampler : samplers) {
+    traffic.padded_slots += sampler->padded_slots();
+    traffic.tokens_all_dropped += sampler->tokens_all_dropped();
   }
   return traffic;
 }

@@ -265,5 +265,49 @@ TEST(Variates, SameStreamSameVariates) {
   }
 }
 
+TEST(Drift, OffsetsAreARandomWalkWithVarianceSigmaSquaredPerStep) {
+  // After s steps each offset is SIGMA times a sum of s standard normals: mean 0, variance SIGMA^2 s. Over E
+  // experts the sample variance has standard error about var sqrt(2 / E); allow 5 of them.
+  RoutingSpec spec;
+  spec.drift = 0.1;
+  const int num_experts = 4096;
+  EXPECT_EQ(drift_offsets(spec, num_experts, 3, 0), std::vector<double>(num_experts, 0.0));
+  for (const int step : {1, 4, 16}) {
+    const std::vector<double> offset = drift_offsets(spec, num_experts, 3, step);
+    double mean = 0.0;
+    for (const double x : offset) mean += x;
+    mean /= num_experts;
+    double variance = 0.0;
+    for (const double x : offset) variance += (x - mean) * (x - mean);
+    variance /= num_experts - 1;
+    const double expected = 0.01 * step;
+    EXPECT_NEAR(variance, expected, 5 * expected * std::sqrt(2.0 / num_experts)) << "step " << step;
+    EXPECT_NEAR(mean, 0.0, 5 * std::sqrt(expected / num_experts)) << "step " << step;
+  }
+  // Step s + 1 continues the walk of step s: their difference is one step's increment.
+  const std::vector<double> a = drift_offsets(spec, 8, 3, 5);
+  const std::vector<double> b = drift_offsets(spec, 8, 3, 6);
+  const std::vector<double> c = drift_offsets(spec, 8, 3, 5);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a, b);
+  spec.drift = -1.0;
+  EXPECT_THROW(drift_offsets(spec, 8, 3, 1), std::invalid_argument);
+}
+
+TEST(LayerSeed, LayerZeroKeepsTheSeedAndOthersDiffer) {
+  EXPECT_EQ(layer_seed(42, 0), 42u);
+  EXPECT_NE(layer_seed(42, 1), 42u);
+  EXPECT_NE(layer_seed(42, 1), layer_seed(42, 2));
+  EXPECT_THROW(layer_seed(42, -1), std::invalid_argument);
+}
+
+TEST(RoutingSpec, DescribeNamesGroupsAndDrift) {
+  RoutingSpec spec = parse_routing("zipf:1");
+  spec.expert_groups = 8;
+  spec.group_limit = 4;
+  spec.drift = 0.05;
+  EXPECT_EQ(spec.describe(), "zipf:1, groups 8 top-4, drift 0.05");
+}
+
 }  // namespace
 }  // namespace moesim::workloads
