@@ -1,9 +1,14 @@
 #include "reports/writers.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -66,6 +71,14 @@ std::string a2a_text(const A2aResult& r) {
            fmt("%.0f", rs.copies_per_rank_max()) + " (" + fmt("%.2fx", rs.rank_load_imbalance()) + ")\n";
     out += "fan-out: " + fmt("%.2f", rs.ranks_per_token_mean()) + " ranks and " +
            fmt("%.2f", rs.nodes_per_token_mean()) + " nodes per token on average\n";
+    if (rs.capacity() > 0) {
+      out += "capacity: " + rs.capacity_policy() + " at factor " + fmt("%g", in.capacity_factor()) + ", C " +
+             std::to_string(rs.capacity()) + " per rank and expert; dropped " +
+             fmt("%.2f%%", 100.0 * rs.dropped_fraction()) + " of the choices (" +
+             std::to_string(rs.tokens_all_dropped()) + " tokens lost all), rerouted " +
+             fmt("%.2f%%", 100.0 * rs.rerouted_fraction()) + ", padding " +
+             fmt("%.2f%%", 100.0 * rs.padding_fraction()) + " of the slots sent\n";
+    }
   }
   out += "\n";
   out += pad("", 10, false) + pad("time", 13) + pad("bound", 13) + pad("sim/bound", 11) + pad("algbw", 13) +
@@ -95,6 +108,133 @@ std::string a2a_text(const A2aResult& r) {
     }
     out += "\n";
   }
+  if (r.has_replication()) {
+    const ReplicationWhatIf& w = r.replication();
+    const RoutingSummary& before = r.routing();
+    const RoutingSummary& after = w.routing();
+    out += "\nwith " + std::to_string(w.replica_slots()) + " replica slot(s) per rank (EPLB, " +
+           std::to_string(w.num_replicated_experts()) + " experts replicated), same routing:\n";
+    out += pad("", 10, false) + pad("before", 13) + pad("after", 13) + "\n";
+    for (int i = 0; i < r.collectives_size() && i < w.collectives_size(); ++i) {
+      out += pad(r.collectives(i).name(), 10, false) + pad(fmt("%.2f us", r.collectives(i).time_us()), 13) +
+             pad(fmt("%.2f us", w.collectives(i).time_us()), 13) + "\n";
+    }
+    out += pad("total", 10, false) + pad(fmt("%.2f us", r.total_time_us()), 13) +
+           pad(fmt("%.2f us", w.total_time_us()), 13) + "   " + fmt("%.2fx", w.speedup()) + " faster\n";
+    out += pad("rank load", 10, false) + pad(fmt("%.2fx", before.rank_load_imbalance()), 13) +
+           pad(fmt("%.2fx", after.rank_load_imbalance()), 13) + "   max/mean copies received per rank\n";
+  }
+  return out;
+}
+
+namespace {
+
+// "0-31", or "0-3, 7, 9-10": the layer ids, ranges collapsed.
+std::string layer_list(const google::protobuf::RepeatedField<std::int64_t>& layers) {
+  std::string out;
+  for (int i = 0; i < layers.size();) {
+    int j = i;
+    while (j + 1 < layers.size() && layers.Get(j + 1) == layers.Get(j) + 1) ++j;
+    out += (out.empty() ? "" : ", ") + std::to_string(layers.Get(i));
+    if (j > i) out += "-" + std::to_string(layers.Get(j));
+    i = j + 1;
+  }
+  return out;
+}
+
+// "1 node", "8 nodes".
+std::string count_of(std::int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// "1.00", "1.25", and as many digits as it takes beyond two decimals ("1.125", "0.001").
+std::string factor_text(double factor) {
+  const double hundredths = factor * 100.0;
+  return std::abs(hundredths - std::round(hundredths)) < 1e-9 ? fmt("%.2f", factor) : fmt("%g", factor);
+}
+
+std::string percent(double fraction) {
+  return fmt("%.2f%%", 100.0 * fraction);
+}
+
+std::string load_line(const std::string& what, const LoadSummary& s) {
+  return "  " + pad(what, 12, false) + "max/mean " + fmt("%.2fx", s.max_over_mean()) + "   CV " + fmt("%.3f", s.cv()) +
+         "   Gini " + fmt("%.3f", s.gini()) + "\n";
+}
+
+// At most `max_rows` step indices spread evenly over [0, n), the first and the last included.
+std::vector<int> sampled_steps(int n, int max_rows) {
+  std::vector<int> out;
+  const int rows = std::min(n, max_rows);
+  for (int i = 0; i < rows; ++i) {
+    const int idx = rows == 1 ? 0 : static_cast<int>(std::lround(static_cast<double>(i) * (n - 1) / (rows - 1)));
+    if (out.empty() || idx != out.back()) out.push_back(idx);
+  }
+  return out;
+}
+
+void balancing_text(const BiasBalancing& b, std::string& out) {
+  constexpr int kMaxRows = 10;
+  out += "\nbias balancing on layer " + std::to_string(b.layer()) + " (F " + factor_text(b.capacity_factor()) + ", " +
+         b.capacity_policy() + "), " + std::to_string(b.steps_size()) + " steps, rate " + fmt("%g", b.bias_rate()) +
+         " vs rate 0 on the same tokens:\n";
+  out += pad("step", 8) + pad("expert max/mean", 20) + pad("expert CV", 20) + pad("dropped", 20) + "\n";
+  out += pad("", 8);
+  for (int i = 0; i < 3; ++i) out += pad("balanced", 11) + pad("base", 9);
+  out += "\n";
+  for (const int i : sampled_steps(b.steps_size(), kMaxRows)) {
+    const BalancingStep& s = b.steps(i);
+    out += pad(std::to_string(s.step()), 8) + pad(fmt("%.2fx", s.expert_load().max_over_mean()), 11) +
+           pad(fmt("%.2fx", s.baseline_expert_load().max_over_mean()), 9) + pad(fmt("%.3f", s.expert_load().cv()), 11) +
+           pad(fmt("%.3f", s.baseline_expert_load().cv()), 9) + pad(percent(s.dropped_fraction()), 11) +
+           pad(percent(s.baseline_dropped_fraction()), 9) + "\n";
+  }
+  out += "settled (mean of the last " + std::to_string(b.num_settled_steps()) + " steps): expert max/mean " +
+         fmt("%.2fx", b.settled_expert_max_over_mean()) + " vs " +
+         fmt("%.2fx", b.baseline_settled_expert_max_over_mean()) + ", dropped " +
+         percent(b.settled_dropped_fraction()) + " vs " + percent(b.baseline_settled_dropped_fraction()) + "\n";
+}
+
+}  // namespace
+
+std::string capacity_text(const CapacityResult& r) {
+  const CapacityInputs& in = r.inputs();
+  std::string out = "moesim capacity: " + in.model();
+  if (in.cluster().empty()) {
+    out += ", one EP group of " + std::to_string(in.ep()) + " GPUs on " + count_of(in.num_nodes(), "node") +
+           " (no cluster)";
+  } else {
+    out += " on " + in.cluster() + " (" + count_of(in.num_nodes(), "node") + ", " + std::to_string(in.num_gpus()) +
+           " GPUs), EP " + std::to_string(in.ep()) + " x " + std::to_string(in.num_ep_groups()) + " group(s)";
+  }
+  out += ", " + std::to_string(in.tokens_per_rank()) + " tokens per rank, layer" + (in.layers_size() > 1 ? "s " : " ") +
+         layer_list(in.layers()) + "\n";
+  out += (in.routing_file().empty() ? "routing " + in.routing() + ", seed " + std::to_string(in.seed())
+                                    : "routing replayed from " + in.routing_file()) +
+         ", top-" + std::to_string(in.num_topk()) + " of " + std::to_string(in.num_experts()) + " experts; policy " +
+         in.capacity_policy() + (in.min_capacity() > 0 ? ", min capacity " + std::to_string(in.min_capacity()) : "") +
+         ", " + in.placement() + " placement\n";
+
+  out += "\nrouted load, before capacity (mean over " + count_of(r.routed_size(), "layer") + "):\n";
+  out += load_line("per expert", r.routed_expert_load());
+  out += load_line("per rank", r.routed_rank_load());
+
+  out += "\n" + pad("F", 6) + pad("C", 9) + pad("dropped", 10) + pad("rerouted", 10) + pad("padding", 10) +
+         pad("worst layer", 20) + pad("expert max/mean", 17) + pad("rank max/mean", 15) + "\n";
+  const bool dropless = in.capacity_policy() == "dropless";
+  for (const CapacityRow& row : r.rows()) {
+    out += pad(factor_text(row.capacity_factor()), 6) +
+           pad(dropless ? std::string("-") : std::to_string(row.capacity()), 9) +
+           pad(percent(row.dropped_fraction()), 10) + pad(percent(row.rerouted_fraction()), 10) +
+           pad(percent(row.padding_fraction()), 10) +
+           pad(percent(row.worst_layer_dropped_fraction()) + " (layer " + std::to_string(row.worst_layer()) + ")", 20) +
+           pad(fmt("%.2fx", row.expert_load().max_over_mean()), 17) +
+           pad(fmt("%.2fx", row.rank_load().max_over_mean()), 15) + "\n";
+  }
+  out +=
+      "C: capacity per rank and expert. dropped, rerouted: share of the routed choices; padding: share of the slots\n"
+      "sent; worst layer: the largest dropped share; max/mean: after capacity, mean over the layers\n";
+  if (r.has_balancing()) balancing_text(r.balancing(), out);
   return out;
 }
 

@@ -16,6 +16,10 @@ std::string to_json(const google::protobuf::Message& message);
 // The readable summary of an a2a run.
 std::string a2a_text(const A2aResult& result);
 
+// The readable summary of a capacity run: inputs, the routed load, a table over the capacity factors and, when
+// run, the bias balancing (at most about ten of its steps; the JSON has them all).
+std::string capacity_text(const CapacityResult& result);
+
 // Writes `content` to `path` through a temporary file in the same directory and a rename, so readers never
 // see a half-written file. Throws std::invalid_argument naming the path if it cannot be written.
 void write_file_atomically(const std::string& path, const std::string& content);

@@ -9,6 +9,8 @@
 #include "sim/core/simulator.hpp"
 #include "sim/network/network.hpp"
 #include "topologies/cluster.hpp"
+#include "workloads/capacity.hpp"
+#include "workloads/replication.hpp"
 #include "workloads/traffic.hpp"
 
 namespace moesim::sim {
@@ -85,7 +87,70 @@ reports::RoutingSummary summarize_routing(const workloads::LayerTraffic& traffic
   s.set_rank_load_imbalance(s.copies_per_rank_mean() > 0 ? max_rank / s.copies_per_rank_mean() : 0.0);
   s.set_ranks_per_token_mean(num_tokens > 0 ? rank_hits / num_tokens : 0.0);
   s.set_nodes_per_token_mean(num_tokens > 0 ? node_hits / num_tokens : 0.0);
+  const auto total_of = [](const std::vector<std::int64_t>& v) {
+    return static_cast<double>(std::accumulate(v.begin(), v.end(), std::int64_t{0}));
+  };
+  const double routed = total_of(traffic.routed_per_expert);
+  s.set_capacity(traffic.capacity);
+  s.set_capacity_policy(workloads::capacity_policy_name(traffic.options.capacity.policy));
+  s.set_dropped_fraction(routed > 0 ? total_of(traffic.dropped_per_expert) / routed : 0.0);
+  s.set_rerouted_fraction(routed > 0 ? total_of(traffic.rerouted_per_expert) / routed : 0.0);
+  const double slots = total_copies + static_cast<double>(traffic.padded_slots);
+  s.set_padding_fraction(slots > 0 ? static_cast<double>(traffic.padded_slots) / slots : 0.0);
+  s.set_tokens_all_dropped(traffic.tokens_all_dropped);
   return s;
+}
+
+// Dispatch and combine of one layer's traffic: the collectives, and their total time.
+double simulate_layer(const topologies::Cluster& cluster, const A2aConfig& config,
+                      const workloads::LayerTraffic& traffic,
+                      google::protobuf::RepeatedPtrField<reports::CollectiveResult>& out) {
+  const workloads::MoeModel& model = *config.model;
+  TransferGraph graph;
+  double units_total = 0.0;
+  for (const auto& group : traffic.groups) {
+    const A2aDemand demand = layer_demand(group, config.token_dedup);
+    units_total += std::accumulate(demand.rank_units.begin(), demand.rank_units.end(), 0.0);
+    collectives::build_all_to_all(graph, demand, config.algorithm);
+  }
+  const double units_per_rank = units_total / cluster.num_gpus();
+  const int ep = traffic.options.ep;
+  // Dispatch and combine are separate simulations with nothing in common but the (thread-safe) cluster, so
+  // they run on two threads; each result is what it would be alone.
+  const TransferGraph combine = graph.reversed();
+  auto combined = std::async(std::launch::async, [&] {
+    return run_collective(cluster, combine, model.combine_bytes_per_token(), config.epsilon, "combine",
+                          units_per_rank * model.combine_bytes_per_token(), ep);
+  });
+  *out.Add() = run_collective(cluster, graph, model.dispatch_bytes_per_token(), config.epsilon, "dispatch",
+                              units_per_rank * model.dispatch_bytes_per_token(), ep);
+  *out.Add() = combined.get();
+  double total_us = 0.0;
+  for (const auto& c : out) total_us += c.time_us();
+  return total_us;
+}
+
+// The EPLB what-if: replicas planned from the expert loads of another batch of the same routing (the next
+// step's: a plan never sees the batch it is judged on; a replayed file has only its own batch, so there the plan
+// does), then the same layer again with them.
+void replication_what_if(const topologies::Cluster& cluster, const A2aConfig& config,
+                         const workloads::TrafficOptions& options, double time_before,
+                         reports::ReplicationWhatIf& out) {
+  workloads::TrafficOptions history = options;
+  if (options.replay == nullptr) history.step = options.step + 1;
+  const workloads::LayerTraffic seen = workloads::build_layer_traffic(cluster, history);
+  const std::vector<double> loads(seen.tokens_per_expert.begin(), seen.tokens_per_expert.end());
+  const workloads::ExpertReplicas replicas = workloads::plan_replication(loads, options.ep, config.replica_slots);
+  workloads::TrafficOptions replicated = options;
+  replicated.replicas = &replicas;
+  const workloads::LayerTraffic traffic = workloads::build_layer_traffic(cluster, replicated);
+  out.set_replica_slots(config.replica_slots);
+  std::int64_t num_replicated = 0;
+  for (int e = 0; e < replicas.num_experts(); ++e) num_replicated += replicas.num_replicas(e) > 1 ? 1 : 0;
+  out.set_num_replicated_experts(num_replicated);
+  out.set_total_time_us(simulate_layer(cluster, config, traffic, *out.mutable_collectives()));
+  *out.mutable_routing() = summarize_routing(traffic);
+  out.set_speedup(out.total_time_us() > 0 ? time_before / out.total_time_us() : 0.0);
 }
 
 }  // namespace
@@ -239,8 +304,8 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
   in->set_seed(config.seed);
   in->set_epsilon(config.epsilon);
 
-  TransferGraph graph;
   if (!config.model) {
+    TransferGraph graph;
     if (!(config.bytes_per_rank > 0.0)) throw std::invalid_argument("bytes_per_rank: must be > 0");
     const int ep = config.ep > 0 ? config.ep : num_gpus;
     if (num_gpus % ep != 0) {
@@ -267,6 +332,10 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
     options.num_topk = model.num_topk;
     options.routing = config.routing;
     options.seed = config.seed;
+    options.layer = config.layer;
+    options.step = config.step;
+    options.capacity = config.capacity;
+    options.replay = config.replay.get();
     const workloads::LayerTraffic traffic = workloads::build_layer_traffic(cluster, options);
 
     in->set_model(model.name);
@@ -278,30 +347,27 @@ reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& 
     in->set_num_ep_groups(num_gpus / ep);
     in->set_dispatch_bytes_per_token(model.dispatch_bytes_per_token());
     in->set_combine_bytes_per_token(model.combine_bytes_per_token());
-    in->set_routing(config.routing.describe());
+    in->set_routing(config.replay ? "replay" : config.routing.describe());
     in->set_node_limit(config.routing.node_limit);
     in->set_device_limit(config.routing.device_limit);
     in->set_placement(workloads::placement_name(config.placement));
     in->set_token_dedup(config.token_dedup);
+    in->set_layer(config.layer);
+    in->set_step(config.step);
+    in->set_capacity_policy(workloads::capacity_policy_name(config.capacity.policy));
+    in->set_capacity_factor(config.capacity.is_dropless() ? 0.0 : config.capacity.factor);
+    in->set_min_capacity(config.capacity.min_capacity);
+    if (config.replay) in->set_routing_file(config.replay->source);
+    in->set_expert_groups(config.routing.expert_groups);
+    in->set_group_limit(config.routing.group_limit);
+    in->set_drift(config.routing.drift);
+    in->set_replica_slots(config.replica_slots);
 
-    double units_total = 0.0;
-    for (const auto& group : traffic.groups) {
-      const A2aDemand demand = layer_demand(group, config.token_dedup);
-      units_total += std::accumulate(demand.rank_units.begin(), demand.rank_units.end(), 0.0);
-      collectives::build_all_to_all(graph, demand, config.algorithm);
-    }
-    const double units_per_rank = units_total / num_gpus;
-    // Dispatch and combine are separate simulations with nothing in common but the (thread-safe) cluster, so
-    // they run on two threads; each result is what it would be alone.
-    const TransferGraph combine = graph.reversed();
-    auto combined = std::async(std::launch::async, [&] {
-      return run_collective(cluster, combine, model.combine_bytes_per_token(), config.epsilon, "combine",
-                            units_per_rank * model.combine_bytes_per_token(), ep);
-    });
-    *result.add_collectives() = run_collective(cluster, graph, model.dispatch_bytes_per_token(), config.epsilon,
-                                               "dispatch", units_per_rank * model.dispatch_bytes_per_token(), ep);
-    *result.add_collectives() = combined.get();
+    const double total_us = simulate_layer(cluster, config, traffic, *result.mutable_collectives());
     *result.mutable_routing() = summarize_routing(traffic);
+    if (config.replica_slots > 0) {
+      replication_what_if(cluster, config, options, total_us, *result.mutable_replication());
+    }
   }
   double total_us = 0.0;
   for (const auto& c : result.collectives()) total_us += c.time_us();

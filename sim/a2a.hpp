@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -33,6 +34,13 @@ struct A2aConfig {
   workloads::Placement placement = workloads::Placement::kContiguous;  // experts over the ranks of a group
   workloads::RoutingSpec routing;
   collectives::A2aAlgorithm algorithm = collectives::A2aAlgorithm::kDirect;
+  int layer = 0;  // which MoE layer: its popularity, or its rows of the replayed file
+  int step = 0;   // training step (drift)
+  workloads::CapacitySpec capacity;
+  std::shared_ptr<const workloads::RecordedRouting> replay;  // replayed routing instead of sampling
+  // EPLB what-if: with extra slots per rank, the layer runs again with hot experts replicated (planned from the
+  // expert loads of another batch of the same routing) and both runs are reported.
+  int replica_slots = 0;
   bool token_dedup = true;  // a token bound for several experts on one rank (node) travels once
   std::uint64_t seed = 1;
   double epsilon = network::kDefaultEpsilon;  // the network's completion window (network.hpp)

@@ -1,9 +1,13 @@
 #include "sim/scenario.hpp"
 
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "common/config.hpp"
+#include "workloads/capacity.hpp"
 #include "workloads/routing.hpp"
+#include "workloads/routing_file.hpp"
 
 namespace moesim::sim {
 
@@ -22,6 +26,16 @@ algorithm: rail
 token_dedup: true
 seed: 1
 )";
+
+std::vector<std::string> capacity_policy_names() {
+  std::vector<std::string> names;
+  for (const auto policy : {workloads::CapacityPolicy::kDropless, workloads::CapacityPolicy::kDropPosition,
+                            workloads::CapacityPolicy::kDropScore, workloads::CapacityPolicy::kReroute,
+                            workloads::CapacityPolicy::kPadded}) {
+    names.emplace_back(workloads::capacity_policy_name(policy));
+  }
+  return names;
+}
 
 ScenarioSpec default_scenario() {
   return apply_scenario(ScenarioSpec{}, load_yaml_text(kDefaultScenarioYaml, "<default scenario>"),
@@ -60,6 +74,16 @@ ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std
   spec.routing = map.string("routing", spec.routing);
   spec.node_limit = static_cast<int>(map.integer("node_limit", spec.node_limit, 0, 1'000'000));
   spec.device_limit = static_cast<int>(map.integer("device_limit", spec.device_limit, 0, 1'000'000));
+  if (map.has("routing_file")) spec.routing_file = map.string("routing_file");
+  spec.expert_groups = static_cast<int>(map.integer("expert_groups", spec.expert_groups, 0, 1'000'000));
+  spec.group_limit = static_cast<int>(map.integer("group_limit", spec.group_limit, 0, 1'000'000));
+  spec.drift = map.number("drift", spec.drift, 0.0, 100.0);
+  if (map.has("layer")) spec.layer = static_cast<int>(map.integer("layer", std::nullopt, 0, 1'000'000));
+  spec.step = static_cast<int>(map.integer("step", spec.step, 0, 1'000'000'000));
+  if (map.has("capacity_policy")) spec.capacity_policy = map.choice("capacity_policy", capacity_policy_names());
+  if (map.has("capacity_factor")) spec.capacity_factor = map.number("capacity_factor", std::nullopt, 1e-6, 1e6);
+  spec.min_capacity = map.integer("min_capacity", spec.min_capacity, 0, 1LL << 40);
+  spec.replica_slots = static_cast<int>(map.integer("replica_slots", spec.replica_slots, 0, 1'000'000));
   spec.placement = map.choice("placement", {"contiguous", "round-robin"}, spec.placement);
   spec.algorithm = map.choice("algorithm", collectives::algorithm_names(), spec.algorithm);
   spec.token_dedup = map.boolean("token_dedup", spec.token_dedup);
@@ -73,6 +97,36 @@ ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std
   }
   map.reject_unknown();
   return spec;
+}
+
+workloads::MoeModel resolve_model(const ScenarioSpec& spec) {
+  if (spec.model_inline.IsDefined() && !spec.model_inline.IsNull()) {
+    return workloads::parse_model(spec.model_inline, spec.model_source);
+  }
+  if (spec.model.empty()) throw std::invalid_argument("model: missing (a preset name, a model YAML or a config.json)");
+  return workloads::load_model(spec.model);
+}
+
+std::int64_t resolve_tokens_per_rank(const ScenarioSpec& spec, const workloads::MoeModel& model) {
+  constexpr std::int64_t kDefaultTokensPerRank = 4096;
+  return spec.tokens_per_rank.value_or(model.tokens_per_rank.value_or(kDefaultTokensPerRank));
+}
+
+workloads::RoutingSpec resolve_routing(const ScenarioSpec& spec) {
+  workloads::RoutingSpec routing = workloads::parse_routing(spec.routing);
+  routing.node_limit = spec.node_limit;
+  routing.device_limit = spec.device_limit;
+  routing.expert_groups = spec.expert_groups;
+  routing.group_limit = spec.group_limit;
+  routing.drift = spec.drift;
+  return routing;
+}
+
+std::shared_ptr<const workloads::RecordedRouting> resolve_replay(const ScenarioSpec& spec,
+                                                                 const workloads::MoeModel& model) {
+  if (spec.routing_file.empty()) return nullptr;
+  return std::make_shared<const workloads::RecordedRouting>(
+      workloads::read_routing_file(spec.routing_file, model.num_experts));
 }
 
 ScenarioSpec load_scenario_file(ScenarioSpec base, const std::string& path) {
@@ -92,25 +146,27 @@ ResolvedScenario resolve(const ScenarioSpec& spec) {
   if (spec.bytes_per_rank) {
     a.bytes_per_rank = *spec.bytes_per_rank;
     if (!(a.bytes_per_rank > 0.0)) throw std::invalid_argument("bytes_per_rank: must be > 0");
-  } else if (spec.model_inline.IsDefined() && !spec.model_inline.IsNull()) {
-    a.model = workloads::parse_model(spec.model_inline, spec.model_source);
+    if (!spec.routing_file.empty()) {
+      throw std::invalid_argument("routing_file: replaying routing needs a model, not bytes_per_rank");
+    }
   } else {
-    if (spec.model.empty())
-      throw std::invalid_argument("model: missing (a preset name, a model YAML or a config.json)");
-    a.model = workloads::load_model(spec.model);
+    a.model = resolve_model(spec);
+    a.tokens_per_rank = resolve_tokens_per_rank(spec, *a.model);
+    a.replay = resolve_replay(spec, *a.model);
   }
-  constexpr std::int64_t kDefaultTokensPerRank = 4096;
-  a.tokens_per_rank = spec.tokens_per_rank.value_or(a.model && a.model->tokens_per_rank ? *a.model->tokens_per_rank
-                                                                                        : kDefaultTokensPerRank);
   a.ep = spec.ep;
-  a.routing = workloads::parse_routing(spec.routing);
-  a.routing.node_limit = spec.node_limit;
-  a.routing.device_limit = spec.device_limit;
+  a.routing = resolve_routing(spec);
   a.placement = workloads::parse_placement(spec.placement);
   a.algorithm = collectives::parse_algorithm(spec.algorithm);
   a.token_dedup = spec.token_dedup;
   a.seed = spec.seed;
   a.epsilon = spec.epsilon;
+  a.layer = spec.layer.value_or(0);
+  a.step = spec.step;
+  a.capacity.policy = workloads::parse_capacity_policy(spec.capacity_policy.value_or("dropless"));
+  a.capacity.factor = spec.capacity_factor.value_or(1.0);
+  a.capacity.min_capacity = spec.min_capacity;
+  a.replica_slots = spec.replica_slots;
   return out;
 }
 

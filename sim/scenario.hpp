@@ -9,8 +9,18 @@
 //   ep: 64                     # EP group size (default: gcd(GPUs, experts))
 //   placement: contiguous      # contiguous | round-robin: experts over the ranks of a group
 //   routing: zipf:1.0          # uniform | zipf:S | dirichlet:A | lognormal:CV | hot:H:P
+//   routing_file: r.csv        # replay recorded routing instead (format: workloads/routing_file.hpp)
 //   node_limit: 4              # at most this many nodes per token (0: no limit)
 //   device_limit: 0            # at most this many EP ranks per token (0: no limit)
+//   expert_groups: 8           # group-limited routing: experts in this many groups ...
+//   group_limit: 4             # ... and each token's experts from its best this many groups (0: none)
+//   drift: 0.05                # per-step standard deviation of the log popularity (0: none)
+//   layer: 0                   # which MoE layer (each has its own popularity, or its rows of a file)
+//   step: 0                    # which training step (drift)
+//   capacity_policy: dropless  # dropless | drop-position | drop-score | reroute | padded
+//   capacity_factor: 1.25      # C = ceil(tokens x top_k / experts x factor) per rank and expert [1.0]
+//   min_capacity: 0            # C is never below this
+//   replica_slots: 0           # EPLB what-if: extra expert slots per rank for replicas of hot experts
 //   algorithm: rail            # direct | pairwise | hierarchical | rail
 //   token_dedup: true          # a token bound for several experts on one rank (node) travels once
 //   seed: 1
@@ -19,8 +29,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -43,14 +55,27 @@ struct ScenarioSpec {
   std::optional<std::int64_t> tokens_per_rank;  // unset: the model file's, else 4096
   int ep = 0;
   std::string routing = "uniform";
+  std::string routing_file;  // empty: sample `routing`
   int node_limit = 0;
   int device_limit = 0;
+  int expert_groups = 0;
+  int group_limit = 0;
+  double drift = 0.0;
+  std::optional<int> layer;  // unset: the command's default (a2a: 0; capacity: every layer)
+  int step = 0;
+  std::optional<std::string> capacity_policy;  // unset: the command's default (a2a: dropless; capacity: drop-position)
+  std::optional<double> capacity_factor;       // unset: the command's default (a2a: 1.0; capacity: a list)
+  std::int64_t min_capacity = 0;
+  int replica_slots = 0;
   std::string placement = "contiguous";
   std::string algorithm = "direct";
   bool token_dedup = true;
   std::uint64_t seed = 1;
   double epsilon = network::kDefaultEpsilon;
 };
+
+// "dropless", "drop-position", ...: the capacity policies, for key validation and help.
+std::vector<std::string> capacity_policy_names();
 
 // The embedded default: one DeepSeek-V3 MoE layer on 32 nodes of h800.
 ScenarioSpec default_scenario();
@@ -67,5 +92,14 @@ struct ResolvedScenario {
 
 // Loads cluster and model and checks every value; throws std::invalid_argument naming what is wrong.
 ResolvedScenario resolve(const ScenarioSpec& spec);
+
+// The workload half of resolve(), for commands that need no cluster. The model (a preset, file or inline
+// mapping; throws if none is named), the tokens per rank (the spec's, else the model's, else 4096), the routing
+// spec with its limits, groups and drift, and the replayed routing file (null when sampling).
+workloads::MoeModel resolve_model(const ScenarioSpec& spec);
+std::int64_t resolve_tokens_per_rank(const ScenarioSpec& spec, const workloads::MoeModel& model);
+workloads::RoutingSpec resolve_routing(const ScenarioSpec& spec);
+std::shared_ptr<const workloads::RecordedRouting> resolve_replay(const ScenarioSpec& spec,
+                                                                 const workloads::MoeModel& model);
 
 }  // namespace moesim::sim

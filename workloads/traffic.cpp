@@ -681,28 +681,29 @@ class RankSampler {
   // Every policy but reroute, on the rank's choices: which copies are kept (kept_[i] = the expert, or -1).
   void apply_capacity() {
     const std::int64_t capacity = shared_.capacity;
-    const CapacityPolicy policy = shared_.options.capacity.policy;
     const std::size_t num_slots = choice_.size();
-    for (std::size_t i = 0; i < num_slots; ++i) {
-      const auto e = to_size(choice_[i]);
-      ++routed_per_expert_[e];
-      ++fill_[e];
-      kept_[i] = choice_[i];
-    }
-    if (policy == CapacityPolicy::kDropScore) {
+    const std::int32_t* const choice = choice_.data();
+    std::int32_t* const kept = kept_.data();
+    std::int64_t* const fill = fill_.data();
+    std::int64_t* const routed = routed_per_expert_.data();
+    if (shared_.options.capacity.policy == CapacityPolicy::kDropScore) {
+      for (std::size_t i = 0; i < num_slots; ++i) {
+        ++routed[choice[i]];
+        ++fill[choice[i]];
+        kept[i] = choice[i];
+      }
       drop_lowest_scores();
       return;
     }
     // drop-position and padded: an expert keeps its first C copies in token order.
-    std::fill(fill_.begin(), fill_.end(), 0);
+    std::int64_t* const dropped = dropped_per_expert_.data();
     for (std::size_t i = 0; i < num_slots; ++i) {
-      const auto e = to_size(kept_[i]);
-      if (fill_[e] < capacity) {
-        ++fill_[e];
-      } else {
-        kept_[i] = -1;
-        ++dropped_per_expert_[e];
-      }
+      const std::int32_t e = choice[i];
+      ++routed[e];
+      const bool fits = fill[e] < capacity;
+      fill[e] += fits ? 1 : 0;
+      dropped[e] += fits ? 0 : 1;
+      kept[i] = fits ? e : -1;
     }
   }
 
@@ -1231,10 +1232,10 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   }
   if (options.replay != nullptr) shared.replay = options.replay->find(options.layer);
   // Scores cost a logarithm or two per pick: drawn only where a policy, the routing or a record uses them.
-  shared.want_scores =
-      options.routing.group_limit > 0 ||
-      (options.replay != nullptr ? options.replay->has_scores
-                                 : options.capacity.policy == CapacityPolicy::kDropScore || options.record_picks);
+  shared.want_scores = options.routing.group_limit > 0 ||
+                       (options.replay != nullptr ? options.replay->has_scores
+                                                  : options.capacity.policy == CapacityPolicy::kDropScore ||
+                                                        (options.record_picks && options.record_scores));
 
   LayerTraffic traffic;
   traffic.options = options;

@@ -53,9 +53,10 @@ struct TrafficOptions {
   // Replicas instead of one expert per placement slot (not owned). The routing and its limits still see the
   // placement; replication only decides where each kept copy is computed.
   const ExpertReplicas* replicas = nullptr;
-  // Keep every token's top-k picks (and scores, when the routing produced them) in LayerTraffic::picks, e.g. to
-  // write them as a routing file.
+  // Keep every token's top-k picks in LayerTraffic::picks, e.g. to write them as a routing file; with scores when
+  // record_scores is set or the run draws them anyway (drop-score, group limits, a replay with scores).
   bool record_picks = false;
+  bool record_scores = false;
 };
 
 struct EpGroupTraffic {

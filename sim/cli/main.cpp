@@ -1,19 +1,27 @@
 // moesim: the command line. Parses arguments, runs the command, prints or writes its results. This is the only
 // place where an error becomes an exit code: 2 for bad input (std::invalid_argument), 1 for anything else.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <iostream>
 #include <limits>
+#include <numeric>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "common/config.hpp"
 #include "reports/writers.hpp"
 #include "sim/a2a.hpp"
+#include "sim/capacity.hpp"
 #include "sim/cli/args.hpp"
+#include "sim/cli/scenario_flags.hpp"
 #include "sim/scenario.hpp"
 #include "topologies/cluster.hpp"
 #include "workloads/model.hpp"
+#include "workloads/routing_file.hpp"
 
 namespace moesim::sim::cli {
 namespace {
@@ -25,6 +33,8 @@ usage: moesim [COMMAND] [OPTIONS]
 commands:
   (none)      run the embedded default scenario (one DeepSeek-V3 layer on 32 nodes of h800) and print its summary
   a2a         All-to-All (dispatch and combine) cost of one MoE layer, or a plain all-to-all
+  capacity    expert capacity: dropped, rerouted and padded token copies and expert/rank load over
+              capacity factors, per layer; optionally DeepSeek-V3's bias balancing over steps
   presets     list the shipped clusters and models
 
 Run 'moesim COMMAND --help' for the options of a command.
@@ -62,33 +72,11 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
             "embedded default scenario runs (one DeepSeek-V3 layer on 32 nodes of h800).");
   declare_common(args);
   if (!is_default) {
-    args.option("scenario", "FILE", "scenario YAML bundling cluster, model, routing and options");
-    args.option("cluster", "C", "cluster preset (dgx-h100, dgx-a100, h800, gb200-nvl72) or cluster YAML");
-    args.option("nodes", "N", "node count (overrides the preset's default)");
-    args.option("model", "M",
-                "model preset (mixtral-8x7b, deepseek-v3, qwen3-30b-a3b, switch-base-128),\nmodel YAML or Hugging Face "
-                "config.json");
-    args.option("tokens-per-rank", "T", "tokens routed by each rank (default 4096)");
-    args.option("ep", "N", "expert-parallel group size (default gcd(GPUs, experts)); groups run at once");
-    args.option("placement", "P", "contiguous (rank r holds experts [rE/ep, (r+1)E/ep)) | round-robin (e on e % ep)");
-    args.option("routing", "R",
-                "expert popularity (default uniform):\n"
-                "  uniform       every expert equally likely\n"
-                "  zipf:S        Zipf with exponent S > 0 over a seeded ranking of the experts\n"
-                "  dirichlet:A   popularity drawn from Dirichlet(A, ..., A), A > 0 (small A: few hot experts)\n"
-                "  lognormal:CV  log-normal per-expert load with coefficient of variation CV > 0\n"
-                "  hot:H:P       H hot experts receive a fraction P of all expert choices");
-    args.option("node-limit", "M", "at most M nodes per token, DeepSeek-V3 style (0: no limit)");
-    args.option("device-limit", "M", "at most M EP ranks per token, DeepSeek-V2 style (0: no limit)");
-    args.option("algorithm", "A", "direct | pairwise | hierarchical | rail");
-    args.option("token-dedup", "on|off",
-                "a token bound for several experts on one rank (node) travels once (on)\nor once per expert (off)");
-    args.option("bytes-per-rank", "B",
-                "plain all-to-all instead of a layer: each rank's send buffer (e.g. 64MiB),\nsplit evenly over the "
-                "group, as nccl-tests' alltoall");
-    args.option("epsilon", "E",
-                "network completion window, relative (default " +
-                    std::to_string(network::kDefaultEpsilon).substr(0, 4) + "; 0 = exact, slower)");
+    declare_scenario_flags(args);
+    declare_network_flags(args);
+    args.option("capacity-factor", "F",
+                "capacity per rank and expert = ceil(tokens x top_k / experts x F) (default 1.0;\nused unless the "
+                "policy is dropless)");
   }
   args.parse(argc, argv, first);
   if (args.flag_set("help")) {
@@ -99,42 +87,8 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
 
   // The embedded default runs when nothing names a cluster or a workload; otherwise values come from the
   // scenario file, then the flags, over neutral defaults (so none of the default scenario's choices leak in).
-  const bool names_something =
-      args.has("scenario") || args.has("cluster") || args.has("model") || args.has("bytes-per-rank");
-  ScenarioSpec spec = names_something ? ScenarioSpec{} : default_scenario();
-  if (auto path = args.get("scenario")) spec = load_scenario_file(std::move(spec), *path);
-  if (auto v = args.get("cluster")) {
-    spec.cluster = *v;
-    spec.cluster_inline = YAML::Node();
-    if (!args.has("nodes")) spec.nodes.reset();  // a new cluster brings its own default node count
-  }
-  if (auto v = args.get_int("nodes", 1, 1'000'000)) spec.nodes = static_cast<int>(*v);
-  if (auto v = args.get("model")) {
-    spec.model = *v;
-    spec.model_inline = YAML::Node();
-    spec.bytes_per_rank.reset();
-  }
-  if (auto v = args.get_int("tokens-per-rank", 0, 1LL << 40)) spec.tokens_per_rank = *v;
-  if (auto v = args.get_int("ep", 1, 1'000'000)) spec.ep = static_cast<int>(*v);
-  if (auto v = args.get("routing")) spec.routing = *v;
-  if (auto v = args.get("placement")) spec.placement = *v;
-  if (auto v = args.get_int("node-limit", 0, 1'000'000)) spec.node_limit = static_cast<int>(*v);
-  if (auto v = args.get_int("device-limit", 0, 1'000'000)) spec.device_limit = static_cast<int>(*v);
-  if (auto v = args.get("algorithm")) spec.algorithm = *v;
-  if (auto v = args.get("token-dedup")) {
-    if (*v != "on" && *v != "off") throw std::invalid_argument("--token-dedup: expected on or off, got '" + *v + "'");
-    spec.token_dedup = *v == "on";
-  }
-  if (auto v = args.get("bytes-per-rank")) {
-    try {
-      spec.bytes_per_rank = v->find_first_not_of("0123456789") == std::string::npos ? std::stod(*v) : parse_size(*v);
-    } catch (const std::exception& e) {
-      throw std::invalid_argument("--bytes-per-rank: " + std::string(e.what()));
-    }
-  }
-  if (auto v = args.get_int("seed", 0, std::numeric_limits<long long>::max()))
-    spec.seed = static_cast<std::uint64_t>(*v);
-  if (auto v = args.get_double("epsilon", 0.0, 1.0)) spec.epsilon = *v;
+  ScenarioSpec spec = scenario_from_flags(args, true);
+  if (auto v = args.get_double("capacity-factor", 1e-6, 1e6)) spec.capacity_factor = *v;
 
   const auto started = std::chrono::steady_clock::now();
   const ResolvedScenario scenario = resolve(spec);
@@ -146,6 +100,99 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
   if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
   std::cout << text;
   if (format == "text") std::fprintf(stdout, "\nsimulated in %.2f s of wall time\n", wall);
+  return 0;
+}
+
+// "1.25" or "1,1.25,1.5": each a finite number > 0.
+std::vector<double> parse_factor_list(const std::string& text) {
+  const std::string expected = "--capacity-factor: expected F or F,F,... with each F a finite number > 0, got '";
+  std::vector<double> factors;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', begin);
+    const std::string item = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    std::size_t used = 0;
+    double value = 0.0;
+    try {
+      value = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !std::isfinite(value) || value <= 0.0) {
+      throw std::invalid_argument(expected + text + "'");
+    }
+    factors.push_back(value);
+    if (comma == std::string::npos) return factors;
+    begin = comma + 1;
+  }
+}
+
+int run_capacity_command(int argc, char** argv, int first) {
+  Args args("moesim capacity --model M [OPTIONS]",
+            "Expert capacity of MoE layers: routes every token (sampled, or replayed from a file) and applies the\n"
+            "capacity policy at each capacity factor to the same routing; reports dropped, rerouted and padded\n"
+            "copies per expert, per layer and overall, and the expert and rank load (max/mean, CV, Gini). With\n"
+            "--cluster the whole cluster's GPUs are analysed; without one, a single EP group of --ep GPUs on nodes\n"
+            "of 8 GPUs. The policy defaults to drop-position here.");
+  declare_common(args);
+  declare_scenario_flags(args);
+  args.option("tokens", "T", "tokens per rank, the capacity group (alias of --tokens-per-rank; default 4096)");
+  args.option("capacity-factor", "F[,F...]",
+              "capacity factors, one table row each (default 1,1.25,1.5,2); per rank and expert,\n"
+              "C = ceil(tokens x top_k / experts x F)");
+  args.option("layers", "N",
+              "analyse layers 0..N-1 (default: all the model's layers, or the routing file's);\n"
+              "--layer L analyses layer L alone");
+  args.option("steps", "N",
+              "also simulate DeepSeek-V3's auxiliary-loss-free bias balancing for N >= 1 steps\n"
+              "on the first layer at the first factor (needs --bias-rate)");
+  args.option("bias-rate", "G",
+              "the balancing's bias update per step (gamma, in router-logit units, >= 0);\n"
+              "compared with rate 0 over the same tokens");
+  args.option("write-routing", "FILE",
+              "write the analysed layers' routing (experts and scores) as a routing file,\n"
+              "which --routing-file replays to the same counts");
+  args.parse(argc, argv, first);
+  if (args.flag_set("help")) {
+    std::cout << args.help();
+    return 0;
+  }
+  const std::string format = output_format(args);
+  if (args.has("tokens") && args.has("tokens-per-rank")) {
+    throw std::invalid_argument("--tokens: an alias of --tokens-per-rank; give one of them");
+  }
+  if (args.has("layers") && args.has("layer")) {
+    throw std::invalid_argument("--layers: give --layers N (layers 0..N-1) or --layer L (layer L), not both");
+  }
+  if (args.has("steps") != args.has("bias-rate")) {
+    throw std::invalid_argument(args.has("steps") ? "--steps: needs --bias-rate G" : "--bias-rate: needs --steps N");
+  }
+  ScenarioSpec spec = scenario_from_flags(args, false);
+  if (auto v = args.get_int("tokens", 0, 1LL << 40)) spec.tokens_per_rank = *v;
+  CapacityConfig config = resolve_capacity(spec);
+  if (auto v = args.get("capacity-factor")) config.factors = parse_factor_list(*v);
+  if (auto n = args.get_int("layers", 1, 1'000'000)) {
+    config.layers.resize(static_cast<std::size_t>(*n));
+    std::iota(config.layers.begin(), config.layers.end(), 0);
+  }
+  if (auto v = args.get_int("steps", 1, 1'000'000)) config.balancing_steps = static_cast<int>(*v);
+  if (auto v = args.get_double("bias-rate", 0.0, 1e6)) config.bias_rate = *v;
+
+  const auto started = std::chrono::steady_clock::now();
+  const auto write_routing = args.get("write-routing");
+  workloads::RecordedRouting routing;
+  const reports::CapacityResult result = run_capacity(config, write_routing ? &routing : nullptr);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (write_routing) {
+    std::ostringstream file;
+    workloads::write_routing(file, routing);
+    reports::write_file_atomically(*write_routing, file.str());
+  }
+
+  const std::string text = format == "json" ? reports::to_json(result) : reports::capacity_text(result);
+  if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
+  std::cout << text;
+  if (format == "text") std::fprintf(stdout, "\nanalysed in %.2f s of wall time\n", wall);
   return 0;
 }
 
@@ -191,6 +238,7 @@ int run(int argc, char** argv) {
   if (argc >= 2) {
     const std::string command = argv[1];
     if (command == "a2a") return run_a2a_command(argc, argv, 2, false);
+    if (command == "capacity") return run_capacity_command(argc, argv, 2);
     if (command == "presets") return run_presets_command(argc, argv, 2);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kTopHelp;

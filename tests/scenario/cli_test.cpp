@@ -1,6 +1,7 @@
 // Runs the moesim binary as a user would: exit codes, one-line errors for bad input, no partial output files,
 // and reproducible output.
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -133,6 +134,103 @@ TEST(Cli, FailedRunLeavesNoOutputFile) {
   std::filesystem::remove(out);
   EXPECT_EQ(moesim("a2a --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --ep 3 --out " + out).exit_code, 2);
   EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream ss;
+  ss << file.rdbuf();
+  return ss.str();
+}
+
+TEST(Cli, CapacityJsonHasOneRowPerFactor) {
+  const CliRun r =
+      moesim("capacity --model mixtral-8x7b --ep 8 --tokens 512 --layers 2 --capacity-factor 1,1.25 --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node j = YAML::Load(r.out);
+  ASSERT_EQ(j["rows"].size(), 2u);
+  EXPECT_EQ(j["inputs"]["capacity_policy"].as<std::string>(), "drop-position");  // this command's default
+  EXPECT_EQ(j["inputs"]["tokens_per_rank"].as<std::int64_t>(), 512);
+  EXPECT_EQ(j["routed"].size(), 2u);
+  // C = 512 tokens x top-2 / 8 experts x F: 128 at F 1, 160 at F 1.25.
+  EXPECT_EQ(j["rows"][0]["capacity"].as<std::int64_t>(), 128);
+  EXPECT_EQ(j["rows"][1]["capacity"].as<std::int64_t>(), 160);
+  const YAML::Node layer = j["rows"][0]["layers"][1];
+  EXPECT_EQ(layer["layer"].as<std::int64_t>(), 1);
+  EXPECT_EQ(layer["dropped_per_expert"].size(), 8u);
+  EXPECT_EQ(layer["expert_histogram"]["counts"].size(), 20u);
+  EXPECT_GE(layer["expert_load"]["gini"].as<double>(), 0.0);
+}
+
+TEST(Cli, CapacityTextShowsTheTableAndTheBalancing) {
+  const CliRun r =
+      moesim("capacity --model mixtral-8x7b --tokens 256 --layer 3 --routing zipf:1.2 --steps 12 --bias-rate 0.05");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* text : {"moesim capacity: mixtral-8x7b", "layer 3", "routed load", "worst layer", "\n  1.25 ",
+                           "\n  2.00 ", "bias balancing on layer 3", "settled (mean of the last 10 steps)"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  }
+}
+
+TEST(Cli, CapacityWrittenRoutingReplaysToTheSameCounts) {
+  // The routing written by one run, replayed by another with the same model, EP, tokens, factors and policy,
+  // gives the same rows, byte for byte (drop-score uses the recorded scores).
+  for (const std::string policy : {"drop-position", "drop-score"}) {
+    const std::string file = ::testing::TempDir() + "moesim_capacity_routing_" + policy + ".csv";
+    const std::string common =
+        " --model mixtral-8x7b --ep 8 --tokens 512 --capacity-factor 0.8,1.25 --policy " + policy + " --format json";
+    const CliRun sampled = moesim("capacity --layers 2 --routing zipf:1.2 --write-routing " + file + common);
+    ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
+    EXPECT_EQ(read_file(file).rfind("layer,token,e0,e1,s0,s1\n", 0), 0u);
+    const CliRun replayed = moesim("capacity --routing-file " + file + common);
+    ASSERT_EQ(replayed.exit_code, 0) << replayed.err;
+    const YAML::Node a = YAML::Load(sampled.out), b = YAML::Load(replayed.out);
+    EXPECT_EQ(b["inputs"]["routing"].as<std::string>(), "replay");
+    EXPECT_GT(a["rows"][0]["dropped"].as<std::int64_t>(), 0);
+    EXPECT_EQ(YAML::Dump(a["rows"]), YAML::Dump(b["rows"])) << policy;
+    EXPECT_EQ(YAML::Dump(a["routed"]), YAML::Dump(b["routed"])) << policy;
+    std::filesystem::remove(file);
+  }
+}
+
+TEST(Cli, CapacityTakesPolicyFactorAndLayerFromTheScenarioUnlessFlagsSetThem) {
+  const std::string scenario = ::testing::TempDir() + "moesim_capacity_scenario.yaml";
+  std::ofstream(scenario) << "model: mixtral-8x7b\ntokens_per_rank: 64\ncapacity_policy: padded\n"
+                             "capacity_factor: 1.5\nlayer: 2\nalgorithm: rail\n";
+  const CliRun r = moesim("capacity --scenario " + scenario + " --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node j = YAML::Load(r.out);
+  EXPECT_EQ(j["inputs"]["capacity_policy"].as<std::string>(), "padded");
+  ASSERT_EQ(j["inputs"]["capacity_factors"].size(), 1u);
+  EXPECT_EQ(j["inputs"]["capacity_factors"][0].as<double>(), 1.5);
+  ASSERT_EQ(j["inputs"]["layers"].size(), 1u);
+  EXPECT_EQ(j["inputs"]["layers"][0].as<int>(), 2);
+  const CliRun flags =
+      moesim("capacity --scenario " + scenario + " --policy reroute --capacity-factor 1,2 --layers 3 --format json");
+  ASSERT_EQ(flags.exit_code, 0) << flags.err;
+  const YAML::Node f = YAML::Load(flags.out);
+  EXPECT_EQ(f["inputs"]["capacity_policy"].as<std::string>(), "reroute");
+  EXPECT_EQ(f["rows"].size(), 2u);
+  EXPECT_EQ(f["inputs"]["layers"].size(), 3u);
+  std::filesystem::remove(scenario);
+}
+
+TEST(Cli, CapacityBadInputGetsOneLineAndExitCodeTwo) {
+  const std::string model = "capacity --model mixtral-8x7b --tokens 64 ";
+  expect_bad_input(model + "--capacity-factor 0", "--capacity-factor");
+  expect_bad_input(model + "--capacity-factor 1,,2", "--capacity-factor");
+  expect_bad_input(model + "--capacity-factor 1,inf", "--capacity-factor");
+  expect_bad_input(model + "--policy nope", "nope");
+  expect_bad_input(model + "--steps 0 --bias-rate 0.1", "--steps");
+  expect_bad_input(model + "--steps 5", "--bias-rate");
+  expect_bad_input(model + "--layers 0", "--layers");
+  expect_bad_input(model + "--layers 2 --layer 1", "--layers");
+  expect_bad_input(model + "--tokens-per-rank 64", "--tokens");
+  expect_bad_input(model + "--ep 3", "ep");
+  expect_bad_input(model + "--nodes 2", "nodes");
+  expect_bad_input(model + "--routing-file /nonexistent/routing.csv", "/nonexistent/routing.csv");
+  expect_bad_input("capacity --model mixtral-9x9b", "mixtral-9x9b");
+  expect_bad_input("capacity --ep 8", "model");
 }
 
 }  // namespace

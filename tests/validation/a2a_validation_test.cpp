@@ -9,6 +9,7 @@
 #include "reports/writers.hpp"
 #include "sim/a2a.hpp"
 #include "topologies/cluster.hpp"
+#include "workloads/capacity.hpp"
 #include "workloads/traffic.hpp"
 
 namespace moesim::sim {
@@ -128,6 +129,70 @@ TEST(A2aValidation, BytesAreConservedThroughTheLayer) {
   EXPECT_DOUBLE_EQ(result.collectives(0).total_bytes() + local * per_copy, all_copies * per_copy);
   EXPECT_DOUBLE_EQ(result.collectives(0).wire_bytes_per_rank().mean_sent(),
                    result.collectives(0).wire_bytes_per_rank().mean_received());
+}
+
+TEST(A2aValidation, DroppedCopiesDoNotTravelAndPaddingDoes) {
+  // Direct dispatch without deduplication, one expert per rank (Mixtral on EP 8): the bytes delivered are the
+  // off-diagonal copies the policy lets through. drop-position sends only the kept copies, padded sends C per
+  // (rank, expert) whatever was kept: 16 ranks x 7 remote experts x C.
+  const topologies::Cluster cluster(topologies::load_cluster("dgx-h100", 2));
+  A2aConfig config;
+  config.cluster_name = "dgx-h100";
+  config.model = workloads::load_model("mixtral-8x7b");
+  config.tokens_per_rank = 512;
+  config.ep = 8;
+  config.token_dedup = false;
+  config.routing = workloads::parse_routing("zipf:1.2");
+  config.capacity.factor = 1.0;
+  const double per_copy = config.model->dispatch_bytes_per_token();
+  const std::int64_t capacity = workloads::expert_capacity(512, 2, 8, 1.0, 0);  // ceil(512 x 2 / 8) = 128
+
+  config.capacity.policy = workloads::CapacityPolicy::kDropPosition;
+  const auto dropped = run_a2a(cluster, config);
+  workloads::TrafficOptions options{8, 512, 8, 2, config.routing, config.seed};
+  options.capacity = config.capacity;
+  const auto traffic = workloads::build_layer_traffic(cluster, options);
+  double remote = 0.0;
+  for (const auto& g : traffic.groups) {
+    for (std::size_t i = 0; i < g.copies_to_rank.size(); ++i) {
+      if (i / 8 != i % 8) remote += static_cast<double>(g.copies_to_rank[i]);
+    }
+  }
+  std::printf("drop-position: Expectation: %.0f bytes / Actual result: %.0f bytes\n", remote * per_copy,
+              dropped.collectives(0).total_bytes());
+  EXPECT_DOUBLE_EQ(dropped.collectives(0).total_bytes(), remote * per_copy);
+  EXPECT_GT(dropped.routing().dropped_fraction(), 0.0);
+
+  config.capacity.policy = workloads::CapacityPolicy::kPadded;
+  const auto padded = run_a2a(cluster, config);
+  const double expected_padded = 16.0 * 7.0 * static_cast<double>(capacity) * per_copy;
+  std::printf("padded: Expectation: %.0f bytes / Actual result: %.0f bytes\n", expected_padded,
+              padded.collectives(0).total_bytes());
+  EXPECT_DOUBLE_EQ(padded.collectives(0).total_bytes(), expected_padded);
+  EXPECT_GT(padded.routing().padding_fraction(), 0.0);
+}
+
+TEST(A2aValidation, ReplicatingHotExpertsEvensTheRankLoad) {
+  // One hot expert takes 60% of the choices; with a replica slot on each rank EPLB splits it over several ranks,
+  // so the busiest rank receives less and the dispatch, bound by that rank's links, gets faster.
+  const topologies::Cluster cluster(topologies::load_cluster("dgx-h100", 2));
+  A2aConfig config;
+  config.cluster_name = "dgx-h100";
+  config.model = workloads::load_model("qwen3-30b-a3b");
+  config.tokens_per_rank = 1024;
+  config.ep = 16;
+  config.routing = workloads::parse_routing("zipf:1.5");
+  config.replica_slots = 2;
+  const auto result = run_a2a(cluster, config);
+  ASSERT_TRUE(result.has_replication());
+  const auto& after = result.replication();
+  std::printf("  rank load max/mean %.3f -> %.3f, time %.2f us -> %.2f us (%d experts replicated)\n",
+              result.routing().rank_load_imbalance(), after.routing().rank_load_imbalance(), result.total_time_us(),
+              after.total_time_us(), static_cast<int>(after.num_replicated_experts()));
+  EXPECT_LT(after.routing().rank_load_imbalance(), result.routing().rank_load_imbalance());
+  EXPECT_GT(after.num_replicated_experts(), 0);
+  EXPECT_GT(after.speedup(), 1.0);
+  EXPECT_DOUBLE_EQ(after.routing().tokens_per_expert_max(), result.routing().tokens_per_expert_max());
 }
 
 TEST(A2aValidation, NoAlgorithmBeatsTheLinkBound) {

@@ -48,6 +48,45 @@ TEST(Scenario, RoutingKeysReachTheRoutingSpec) {
   EXPECT_EQ(r.a2a.routing.device_limit, 5);
 }
 
+TEST(Scenario, CapacityGroupsLayersAndReplicasReachTheConfig) {
+  const ResolvedScenario r =
+      resolve(apply("cluster: h800\nnodes: 2\nmodel: deepseek-v3\nexpert_groups: 8\ngroup_limit: 4\ndrift: 0.1\n"
+                    "layer: 3\nstep: 2\ncapacity_policy: reroute\ncapacity_factor: 1.25\nmin_capacity: 4\n"
+                    "replica_slots: 1\n"));
+  EXPECT_EQ(r.a2a.routing.expert_groups, 8);
+  EXPECT_EQ(r.a2a.routing.group_limit, 4);
+  EXPECT_DOUBLE_EQ(r.a2a.routing.drift, 0.1);
+  EXPECT_EQ(r.a2a.layer, 3);
+  EXPECT_EQ(r.a2a.step, 2);
+  EXPECT_EQ(r.a2a.capacity.policy, workloads::CapacityPolicy::kReroute);
+  EXPECT_DOUBLE_EQ(r.a2a.capacity.factor, 1.25);
+  EXPECT_EQ(r.a2a.capacity.min_capacity, 4);
+  EXPECT_EQ(r.a2a.replica_slots, 1);
+  EXPECT_EQ(r.a2a.replay, nullptr);
+}
+
+TEST(Scenario, BadCapacityKeysNameTheKey) {
+  auto message = [](const std::string& yaml) {
+    try {
+      apply(yaml);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("capacity_policy: drop-some\n").find("capacity_policy"), std::string::npos);
+  EXPECT_NE(message("capacity_factor: 0\n").find("capacity_factor"), std::string::npos);
+  EXPECT_NE(message("min_capacity: -1\n").find("min_capacity"), std::string::npos);
+  // A routing file that does not exist fails at resolution, naming the file.
+  const std::string missing = "cluster: dgx-h100\nnodes: 1\nmodel: mixtral-8x7b\nrouting_file: /nonexistent.csv\n";
+  try {
+    resolve(apply(missing));
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent.csv"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Scenario, BytesPerRankMakesAPlainAllToAll) {
   const ResolvedScenario r = resolve(apply("cluster: dgx-h100\nnodes: 1\nbytes_per_rank: 64 MiB\n"));
   EXPECT_FALSE(r.a2a.model.has_value());

@@ -145,6 +145,7 @@ TEST(ScoreValidation, SpacingsOfTheTopDownScoresAreStandardExponentials) {
     o.routing = parse_routing(routing);
     o.seed = 3;
     o.record_picks = true;
+    o.record_scores = true;
     std::vector<int> node_of_gpu(8, 0);
     const LayerTraffic traffic = build_layer_traffic(node_of_gpu, o);
     const std::vector<double> w = expert_popularity(o.routing, o.num_experts, layer_seed(o.seed, 0));
@@ -186,6 +187,7 @@ TEST(ScoreValidation, TopDownScoresMatchBruteForceOrderStatistics) {
   o.routing = parse_routing("zipf:1.2");
   o.seed = 9;
   o.record_picks = true;
+  o.record_scores = true;
   const LayerTraffic traffic = build_layer_traffic(std::vector<int>(8, 0), o);
   const std::vector<double> w = expert_popularity(o.routing, o.num_experts, layer_seed(o.seed, 0));
   const auto n = static_cast<std::size_t>(traffic.picks.num_tokens);

@@ -174,6 +174,7 @@ TEST(Scores, TurningScoresOnDoesNotChangeTheChoices) {
   o.routing.node_limit = 2;
   const LayerTraffic plain = build_layer_traffic(shape(2, 8), o);
   o.record_picks = true;  // draws scores too
+  o.record_scores = true;
   const LayerTraffic recorded = build_layer_traffic(shape(2, 8), o);
   expect_same_traffic(plain, recorded);
   EXPECT_EQ(recorded.picks.experts.size(), std::size_t{16} * 300 * 6);
@@ -184,6 +185,7 @@ TEST(Scores, DescendPerTokenAndExpertsAreDistinct) {
   for (const std::string routing : {"uniform", "zipf:1.5", "hot:4:0.5"}) {
     TrafficOptions o = options_for(8, 400, 32, 4, routing);
     o.record_picks = true;
+    o.record_scores = true;
     const LayerTraffic t = build_layer_traffic(shape(1, 8), o);
     for (std::size_t token = 0; token < 8 * 400; ++token) {
       std::set<int> seen;
@@ -205,6 +207,7 @@ TEST(GroupLimitedRouting, TokensStayInTheirBestGroups) {
   o.routing.expert_groups = 8;
   o.routing.group_limit = 3;
   o.record_picks = true;
+  o.record_scores = true;
   const LayerTraffic t = build_layer_traffic(shape(2, 8), o);
   std::vector<std::int64_t> tokens_per_group_count(9, 0);
   for (std::int64_t token = 0; token < t.picks.num_tokens; ++token) {
@@ -272,6 +275,7 @@ TEST(GroupLimitedRouting, InvalidSettingsAreRejected) {
 LayerTraffic round_trip(const std::vector<int>& node_of_gpu, TrafficOptions o, RecordedRouting* file) {
   TrafficOptions recording = o;
   recording.record_picks = true;
+  recording.record_scores = true;
   recording.capacity.policy = CapacityPolicy::kDropScore;  // any policy with scores
   const LayerTraffic sampled = build_layer_traffic(node_of_gpu, recording);
   RecordedRouting routing;
