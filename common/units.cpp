@@ -112,4 +112,10 @@ std::string format_bandwidth(double bytes_per_s) {
   return buf;
 }
 
+std::string format_number(double value) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  return std::string(buffer, result.ptr);
+}
+
 }  // namespace moesim

@@ -49,5 +49,8 @@ double parse_size(std::string_view text);       // "64 MiB", "7168 B", "1.5 GB",
 std::string format_time(TimePs t);                 // "12.345 us", "1.234 ms"
 std::string format_bytes(double bytes);            // "64.0 MiB"
 std::string format_bandwidth(double bytes_per_s);  // "45.6 GB/s"
+// The shortest text that reads back as the same double ("0.1", "1e-300"), locale-independent: for messages that
+// quote a value.
+std::string format_number(double value);
 
 }  // namespace moesim

@@ -17,6 +17,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "common/units.hpp"
+
 namespace moesim::workloads {
 namespace {
 
@@ -31,12 +33,6 @@ constexpr double kMaxScaledFactor = 9e18;
 
 constexpr CapacityPolicy kPolicies[] = {CapacityPolicy::kDropless, CapacityPolicy::kDropPosition,
                                         CapacityPolicy::kDropScore, CapacityPolicy::kReroute, CapacityPolicy::kPadded};
-
-std::string format_number(double value) {
-  char buffer[32];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
 
 [[noreturn]] void overflow(std::int64_t tokens, int num_topk, int num_experts, double factor) {
   throw std::invalid_argument("expert capacity: ceil(" + std::to_string(tokens) + " x " + std::to_string(num_topk) +

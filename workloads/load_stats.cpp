@@ -9,18 +9,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "common/units.hpp"
+
 namespace moesim::workloads {
 namespace {
-
-std::string format_number(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
-}
 
 void check_loads(const std::vector<double>& loads) {
   if (loads.empty()) throw std::invalid_argument("loads: expected at least one entry, got none");

@@ -22,19 +22,14 @@
 #include <cmath>
 #include <queue>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "common/units.hpp"
+
 namespace moesim::workloads {
 namespace {
-
-std::string format_number(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
-}
 
 void check_loads(const std::vector<double>& expert_load) {
   for (std::size_t e = 0; e < expert_load.size(); ++e) {

@@ -30,6 +30,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "common/units.hpp"
+
 namespace moesim::workloads {
 namespace {
 
@@ -43,12 +45,6 @@ constexpr std::uint64_t kDriftStream = 0x6472696674737470ULL;        // "driftst
 
 constexpr const char* kForms =
     "uniform, zipf:S (S > 0), dirichlet:A (A > 0), lognormal:CV (CV > 0) or hot:H:P (integer H >= 1, 0 < P < 1)";
-
-std::string format_number(double value) {
-  char buffer[32];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
 
 [[noreturn]] void reject(const std::string& text, const std::string& why) {
   throw std::invalid_argument(std::string("routing: expected ") + kForms + "; got '" + text + "' (" + why + ")");

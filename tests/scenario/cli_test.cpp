@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -231,6 +233,26 @@ TEST(Cli, CapacityBadInputGetsOneLineAndExitCodeTwo) {
   expect_bad_input(model + "--routing-file /nonexistent/routing.csv", "/nonexistent/routing.csv");
   expect_bad_input("capacity --model mixtral-9x9b", "mixtral-9x9b");
   expect_bad_input("capacity --ep 8", "model");
+}
+
+TEST(Cli, BadRoutingFilesNameTheLineAndExitWithTwo) {
+  // Mixtral routes top-2 over 8 experts; each file breaks one rule on its third line.
+  const std::string a2a = "a2a --cluster dgx-h100 --nodes 1 --model mixtral-8x7b --routing-file ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"layer,token,e0,e1\n0,0,1,2\n0,1,3\n", ":3:"},    // wrong column count
+      {"layer,token,e0,e1\n0,0,1,2\n0,1,3,9\n", ":3:"},  // expert id out of range
+      {"layer,token,e0,e1\n0,0,1,2\n0,1,4,4\n", ":3:"},  // duplicate ids in a row
+      {"layer,token,e0,e1\n0,0,1,2\n0,5,4,3\n", ":3:"},  // token ids skip
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const std::string file = testing::TempDir() + "bad_routing_" + std::to_string(i) + ".csv";
+    {
+      std::ofstream out(file);
+      out << cases[i].first;
+    }
+    expect_bad_input(a2a + file, file + cases[i].second);
+    std::filesystem::remove(file);
+  }
 }
 
 }  // namespace

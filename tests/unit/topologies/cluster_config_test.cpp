@@ -8,9 +8,12 @@
 
 #include "common/config.hpp"
 #include "common/units.hpp"
+#include "tests/test_support.hpp"
 
 namespace moesim::topologies {
 namespace {
+
+using test::contains;
 
 // Two 8-GPU nodes whose 16 NICs share one leaf: the smallest file with a network, every optional key left out.
 constexpr const char* kTiny = R"(name: tiny
@@ -59,10 +62,6 @@ std::string error_of(F&& f) {
 
 std::string parse_error(const std::string& text) {
   return error_of([&] { parse_text(text); });
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 TEST(ClusterConfig, MinimalFileTakesDefaults) {

@@ -1,4 +1,5 @@
 #include "workloads/capacity.hpp"
+#include "tests/test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,17 +11,7 @@
 namespace moesim::workloads {
 namespace {
 
-// The message of the std::invalid_argument that `f` throws, or a failure if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return "";
-}
+using test::error_of;
 
 constexpr CapacityPolicy kAllPolicies[] = {CapacityPolicy::kDropless, CapacityPolicy::kDropPosition,
                                            CapacityPolicy::kDropScore, CapacityPolicy::kReroute,

@@ -10,25 +10,13 @@
 #include <vector>
 
 #include "common/rng.hpp"
+#include "tests/test_support.hpp"
 
 namespace moesim::workloads {
 namespace {
 
-// The message of the std::invalid_argument that `f` throws, or a failure if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::contains;
+using test::error_of;
 
 // The definition in load_stats.hpp, over all n^2 ordered pairs.
 double gini_by_pairs(const std::vector<double>& x) {

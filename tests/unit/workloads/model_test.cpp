@@ -1,4 +1,5 @@
 #include "workloads/model.hpp"
+#include "tests/test_support.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 
 namespace moesim::workloads {
 namespace {
+
+using test::error_of;
 
 // A file under the temp directory, removed when the test ends. The name carries the process id, because
 // CTest may run the cases of this binary as parallel processes.
@@ -28,18 +31,6 @@ class TempFile {
  private:
   std::string path_;
 };
-
-// The message of the std::invalid_argument that `f` throws, or a failure if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return "";
-}
 
 MoeModel parse_text(const std::string& yaml, const std::string& source = "model.yaml") {
   return parse_model(YAML::Load(yaml), source);

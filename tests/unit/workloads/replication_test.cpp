@@ -12,25 +12,13 @@
 #include <vector>
 
 #include "common/rng.hpp"
+#include "tests/test_support.hpp"
 
 namespace moesim::workloads {
 namespace {
 
-// The message of the std::invalid_argument that `f` throws, or a failure if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::contains;
+using test::error_of;
 
 double sum(const std::vector<double>& values) {
   return std::accumulate(values.begin(), values.end(), 0.0);

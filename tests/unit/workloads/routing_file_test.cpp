@@ -1,4 +1,5 @@
 #include "workloads/routing_file.hpp"
+#include "tests/test_support.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -21,6 +22,8 @@
 namespace moesim::workloads {
 namespace {
 
+using test::error_of;
+
 // A file under the temp directory, removed when the test ends. The name carries the process id, because
 // CTest may run the cases of this binary as parallel processes.
 class TempFile {
@@ -40,18 +43,6 @@ class TempFile {
  private:
   std::string path_;
 };
-
-// The message of the std::invalid_argument that `f` throws, or a failure if it throws nothing.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return "";
-}
 
 RecordedRouting parse(const std::string& text, int num_experts = 16) {
   return parse_routing_text(text, "r.csv", num_experts);
