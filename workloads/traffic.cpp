@@ -1,4 +1,7 @@
-// Per-token sampling of one MoE layer's routing, folded into per-rank and per-node traffic counts.
+// Per-token routing of one MoE layer (sampled or replayed), capacity per source rank, folded into per-rank and
+// per-node traffic counts. A rank's tokens go through three passes: the picks (each token's ranked experts, and
+// their scores where needed, into a buffer), the capacity policy (which copies are kept, dropped or rerouted), and
+// the fold (the kept copies into the rank's rows, deduplicated per token for tokens_to_rank/node).
 //
 // Theory of operation. Each pick of a token belongs to a pick class with a weight w_e per expert. Popularity
 // routing (uniform, zipf, dirichlet, lognormal) has one class, whose weight is the popularity. hot:H:P has two,
@@ -26,10 +29,17 @@
 // experts (the fewest experts that node_limit nodes, or device_limit ranks, can hold), and for hot routing the
 // units a token can be confined to must hold its hot picks and then its cold ones (validate_hot_limit).
 //
+// Picks are resumable: a token's state (its stage, touched units, picked mass, last score) lives in TokenState, so
+// reroute can continue the ranked list past the top-k. Scores (top-down truncated Gumbels, routing.hpp) and the
+// continued picks draw from streams of their own, so neither changes the top-k choices of any token.
+// Group-limited routing has its own pick path: every group's two best experts first, then the chosen groups'
+// ranked lists merged, each extended lazily by the same top-down construction within the group.
+//
 // Invariants the counts satisfy (tests check them): per source, the copies row sums to tokens_per_rank x
-// num_topk; tokens_to_rank <= copies_to_rank entrywise, and equal when every rank holds one expert (no token
-// picks an expert twice); tokens_to_node <= copies_to_node; per token, at most node_limit nodes and device_limit
-// ranks are touched.
+// num_topk minus the dropped copies (plus padding for padded); tokens_to_rank <= copies_to_rank entrywise, and
+// equal when every rank holds one expert (no token picks an expert twice); tokens_to_node <= copies_to_node; per
+// token, at most node_limit nodes and device_limit ranks are touched; with a capacity, no (rank, expert) gets
+// more than C copies.
 //
 // Cost: one alias draw per proposal in the free stage, two at a limit (unit, then expert), and a token makes
 // num_topk / acceptance proposals, where acceptance is the unpicked share of the proposal's mass. Uniform and hot
@@ -37,11 +47,12 @@
 // costs about six times as much as uniform), and kMaxRedraws caps the waste. Nothing is allocated per token:
 // "already picked", "rank touched" and "node touched" are stamps compared with a per-token counter, so nothing is
 // cleared between tokens, and a rank's copies are counted per expert and folded into its rows once. Ranks are split
-// over threads; each rank draws from Rng(seed, hash(group, rank)) and writes only its own matrix rows, and each
-// thread's expert counts are summed afterwards, so the result does not depend on the thread count.
+// over threads; each rank draws from Rng(layer seed, hash(group, rank)) and writes only its own matrix rows, and
+// each thread's expert counts are summed afterwards, so the result does not depend on the thread count.
 //
 // Measured on the 2-core development machine (Release, both cores), 2,048 ranks x 4,096 tokens, top-8 of 256
-// experts, node limit 4 on 8-GPU nodes, seconds with EP 256 / EP 64:
+// experts, node limit 4 on 8-GPU nodes, seconds with EP 256 / EP 64, before the picks went through a buffer (the
+// per-token passes cost about 35% more since; BENCHMARKS.md has both):
 //   uniform 0.41 / 0.37, zipf:1 0.94 / 0.58, zipf:2 2.8 / 2.1, dirichlet:1 0.56 / 0.40, dirichlet:0.3 0.72 / 0.43,
 //   lognormal:1 0.53 / 0.39, lognormal:3 0.83 / 0.47, hot:16:0.5 0.39 / 0.40.
 // A device limit of 6 ranks (EP 64) brings them to 0.51 uniform, 0.93 zipf:1, 0.75 dirichlet:0.3, 0.77 lognormal:3
@@ -180,7 +191,6 @@ constexpr std::int64_t kUnlimited = std::numeric_limits<std::int64_t>::max();
 struct SharedInputs {
   const TrafficOptions& options;
   std::vector<PickClass> classes{};  // [0] only, or [0] hot and [1] cold
-  int experts_per_rank = 0;
   std::vector<int> rank_of_expert;
   bool is_hot = false;
   int min_hot_picks = 0;             // floor(k P)
@@ -1168,16 +1178,13 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const int num_gpus = static_cast<int>(node_of_gpu.size());
   validate(num_gpus, options);
   const int ep = options.ep;
-  const int experts_per_rank = options.num_experts / ep;
   const int num_groups = num_gpus / ep;
   const auto num_experts = to_size(options.num_experts);
   const std::uint64_t seed = layer_seed(options.seed, options.layer);
 
   // The pick classes: the popularity, or hot and cold with weight 1 on their members; then drift and biases
   // scale every weight by exp(offset).
-  SharedInputs shared{.options = options,
-                      .experts_per_rank = experts_per_rank,
-                      .rank_of_expert = place_experts(options.placement, options.num_experts, ep)};
+  SharedInputs shared{.options = options, .rank_of_expert = place_experts(options.placement, options.num_experts, ep)};
   if (options.routing.kind == RoutingSpec::Kind::kHot) {
     shared.is_hot = true;
     const double hot_picks = expected_hot_picks(options.num_topk, options.routing.hot_share);
