@@ -32,6 +32,38 @@ YAML::Node load_yaml_text(const std::string& text, const std::string& source) {
   }
 }
 
+YAML::Node copy_without_marks(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return YAML::Node(node.Scalar());
+    case YAML::NodeType::Sequence: {
+      YAML::Node out(YAML::NodeType::Sequence);
+      for (const auto& item : node) out.push_back(copy_without_marks(item));
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      YAML::Node out(YAML::NodeType::Map);
+      for (const auto& entry : node) out[entry.first.Scalar()] = copy_without_marks(entry.second);
+      return out;
+    }
+    default:
+      return YAML::Node();
+  }
+}
+
+void merge_into(YAML::Node target, const YAML::Node& over, std::string_view skip_key) {
+  for (const auto& entry : over) {
+    const std::string key = entry.first.Scalar();
+    if (key == skip_key) continue;
+    YAML::Node current = target[key];
+    if (current.IsMap() && entry.second.IsMap()) {
+      merge_into(current, entry.second);
+    } else {
+      target[key] = entry.second;
+    }
+  }
+}
+
 YAML::Node load_yaml_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path + ": cannot read file");

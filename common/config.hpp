@@ -29,6 +29,14 @@ YAML::Node load_yaml_file(const std::string& path);
 // Parses YAML text; `source` names it in messages.
 YAML::Node load_yaml_text(const std::string& text, const std::string& source);
 
+// `base:` merging, shared by every schema that starts from a built-in mapping (cluster presets, cost profiles).
+// A deep copy whose nodes carry no position: values inherited from built-in text must not be reported at the line
+// numbers of that text as if they were lines of the user's file (YAML::Clone would keep them).
+YAML::Node copy_without_marks(const YAML::Node& node);
+// Mappings merge key by key; anything else in `over` (a scalar, a list, null) replaces what `target` had. A key
+// equal to `skip_key` (e.g. "base") is not copied.
+void merge_into(YAML::Node target, const YAML::Node& over, std::string_view skip_key = {});
+
 class ConfigMap {
  public:
   // `node` must be a mapping (a null node reads as an empty mapping). `path` is this map's key path.

@@ -77,41 +77,6 @@ TierSpec read_tier(const ConfigMap& map, bool has_up) {
   return tier;
 }
 
-// A deep copy whose nodes carry no position: values inherited from a `base:` preset must not be reported at the
-// line numbers of the preset's text as if they were lines of the user's file (YAML::Clone would say line 1).
-YAML::Node copy_without_marks(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-      return YAML::Node(node.Scalar());
-    case YAML::NodeType::Sequence: {
-      YAML::Node out(YAML::NodeType::Sequence);
-      for (const auto& item : node) out.push_back(copy_without_marks(item));
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      YAML::Node out(YAML::NodeType::Map);
-      for (const auto& entry : node) out[entry.first.Scalar()] = copy_without_marks(entry.second);
-      return out;
-    }
-    default:
-      return YAML::Node();
-  }
-}
-
-// Mappings merge key by key; anything else in `over` (a scalar, a list, null) replaces what `target` had.
-void merge_into(YAML::Node target, const YAML::Node& over, std::string_view skip_key = {}) {
-  for (const auto& entry : over) {
-    const std::string key = entry.first.Scalar();
-    if (key == skip_key) continue;
-    YAML::Node current = target[key];
-    if (current.IsMap() && entry.second.IsMap()) {
-      merge_into(current, entry.second);
-    } else {
-      target[key] = entry.second;
-    }
-  }
-}
-
 // The mapping to parse: `node` itself, or, when it names a `base:` preset, that preset with `node` merged over it.
 // (Built by construction, never by assigning to a handle: assigning one YAML::Node to another rebinds the node it
 // refers to, which would rewrite the caller's tree.)
