@@ -77,7 +77,9 @@ reports::LoadSummary mean_summary(const Layers& layers, Get get) {
   return out;
 }
 
-// The layers to analyse: as given, else the replayed file's, else every layer of the model.
+// The layers to analyse: as given, else the replayed file's, else every MoE layer of the model. Layer ids here
+// are MoE-layer indices (0 .. num_moe_layers() - 1, as routing's `layer` counts them): dense layers route nothing,
+// so DeepSeek-V3's 61 layers give 58 ids, not 61.
 std::vector<int> layers_of(const CapacityConfig& config) {
   if (!config.layers.empty()) return config.layers;
   std::vector<int> layers;
@@ -85,11 +87,12 @@ std::vector<int> layers_of(const CapacityConfig& config) {
     for (const workloads::RecordedLayer& layer : config.replay->layers) layers.push_back(layer.layer);
     return layers;
   }
-  if (config.model.num_layers < 1) {
-    throw std::invalid_argument("layers: the model has no layers (num_layers " +
+  const int num_moe_layers = config.model.num_moe_layers();
+  if (num_moe_layers < 1) {
+    throw std::invalid_argument("layers: the model has no MoE layers (num_layers " +
                                 std::to_string(config.model.num_layers) + "); name one with layer");
   }
-  layers.resize(static_cast<std::size_t>(config.model.num_layers));
+  layers.resize(static_cast<std::size_t>(num_moe_layers));
   std::iota(layers.begin(), layers.end(), 0);
   return layers;
 }

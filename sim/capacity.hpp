@@ -59,7 +59,7 @@ struct CapacityConfig {
   workloads::CapacityPolicy policy = workloads::CapacityPolicy::kDropPosition;
   std::vector<double> factors = {1.0, 1.25, 1.5, 2.0};  // each finite and > 0; one table row each
   std::int64_t min_capacity = 0;
-  // The layer ids to analyse; empty: 0 .. model.num_layers - 1, or the layers of the replayed file.
+  // The MoE-layer indices to analyse; empty: 0 .. model.num_moe_layers() - 1, or the layers of the replayed file.
   std::vector<int> layers;
   int histogram_bins = 20;  // per-expert load histogram of each layer
   int balancing_steps = 0;  // 0: no bias balancing

@@ -141,8 +141,8 @@ int run_capacity_command(int argc, char** argv, int first) {
               "capacity factors, one table row each (default 1,1.25,1.5,2); per rank and expert,\n"
               "C = ceil(tokens x top_k / experts x F)");
   args.option("layers", "N",
-              "analyse layers 0..N-1 (default: all the model's layers, or the routing file's);\n"
-              "--layer L analyses layer L alone");
+              "analyse MoE layers 0..N-1 (default: all the model's MoE layers, or the routing\n"
+              "file's); --layer L analyses MoE layer L alone");
   args.option("steps", "N",
               "also simulate DeepSeek-V3's auxiliary-loss-free bias balancing for N >= 1 steps\n"
               "on the first layer at the first factor (needs --bias-rate)");

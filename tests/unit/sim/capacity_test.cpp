@@ -205,7 +205,8 @@ TEST(Capacity, ReplayingTheRecordedRoutingGivesTheSameCounts) {
 }
 
 TEST(Capacity, DefaultsFollowTheShape) {
-  // Without a cluster: one EP group of gcd(experts, 64) GPUs on nodes of 8, every layer of the model.
+  // Without a cluster: one EP group of gcd(experts, 64) GPUs on nodes of 8, every MoE layer of the model (all 32 of
+  // Mixtral's layers are MoE; a model with dense layers, like DeepSeek-V3, has fewer MoE layers than layers).
   CapacityConfig config;
   config.model = workloads::load_model("mixtral-8x7b");
   config.tokens_per_rank = 16;
@@ -214,7 +215,7 @@ TEST(Capacity, DefaultsFollowTheShape) {
   EXPECT_EQ(r.inputs().ep(), 8);
   EXPECT_EQ(r.inputs().num_gpus(), 8);
   EXPECT_EQ(r.inputs().num_nodes(), 1);
-  EXPECT_EQ(r.inputs().layers_size(), config.model.num_layers);
+  EXPECT_EQ(r.inputs().layers_size(), config.model.num_moe_layers());
   EXPECT_EQ(r.inputs().capacity_policy(), "drop-position");
 
   // With a cluster: all its GPUs, EP gcd(GPUs, experts), so 2 nodes of dgx-h100 hold two groups of 8.
@@ -232,6 +233,19 @@ TEST(Capacity, DefaultsFollowTheShape) {
   EXPECT_EQ(c.inputs().num_ep_groups(), 2);
   EXPECT_EQ(c.routed(0).layer(), 3);
   EXPECT_EQ(c.routed(0).rank_load().count(), 16);
+}
+
+TEST(Capacity, DefaultLayersAreTheMoeLayers) {
+  // DeepSeek-V3 has 61 layers, of which the first 3 are dense: the default analyses its 58 MoE layers, numbered
+  // as MoE layers 0 .. 57 (the ids routing draws each layer's popularity from), not 61 layer ids.
+  CapacityConfig config;
+  config.model = workloads::load_model("deepseek-v3");
+  config.tokens_per_rank = 1;
+  config.factors = {1.0};
+  const reports::CapacityResult r = run_capacity(config);
+  ASSERT_EQ(r.inputs().layers_size(), 58);
+  EXPECT_EQ(r.inputs().layers(0), 0);
+  EXPECT_EQ(r.inputs().layers(57), 57);
 }
 
 TEST(Capacity, BadInputNamesTheKey) {
