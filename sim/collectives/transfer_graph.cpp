@@ -46,6 +46,10 @@ TransferRunner::TransferRunner(network::Network& network, const TransferGraph& g
 
 void TransferRunner::start() {
   start_time_ = end_time_ = network_.sim_now();
+  if (graph_.size() == 0) {
+    if (on_finished_) on_finished_();
+    return;
+  }
   for (TransferGraph::NodeIdx i = 0; i < graph_.size(); ++i) {
     if (pending_[i] == 0) launch(i);
   }
@@ -82,6 +86,7 @@ void TransferRunner::complete(TransferGraph::NodeIdx i) {
   for (std::uint32_t k = succ_begin_[i]; k < succ_begin_[i + 1]; ++k) {
     if (--pending_[succ_[k]] == 0) launch(succ_[k]);
   }
+  if (finished() && on_finished_) on_finished_();
 }
 
 }  // namespace moesim::sim::collectives

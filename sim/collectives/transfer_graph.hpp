@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,10 @@ class TransferRunner final : public network::FlowListener {
  public:
   TransferRunner(network::Network& network, const TransferGraph& graph, double bytes_per_unit);
 
+  // Runs once the last node has finished (also when that happens inside start(): a graph with no transfer on
+  // the network finishes at once).
+  void set_on_finished(std::function<void()> on_finished) { on_finished_ = std::move(on_finished); }
+
   // Starts the graph at the simulator's current time.
   void start();
   bool finished() const { return num_done_ == graph_.size(); }
@@ -76,6 +81,7 @@ class TransferRunner final : public network::FlowListener {
   TimePs start_time_ = 0;
   TimePs end_time_ = 0;
   double bytes_delivered_ = 0.0;
+  std::function<void()> on_finished_;
 };
 
 }  // namespace moesim::sim::collectives

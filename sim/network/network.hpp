@@ -80,6 +80,10 @@ class Network {
                   std::uint64_t tag);
 
   const std::vector<LinkCounters>& link_counters() const { return counters_; }
+  // No flow in its start-up latency, active, or with a completion still to deliver.
+  bool is_idle() const { return num_active_ == 0 && arrivals_.empty() && done_.empty(); }
+  // Whether any active flow crosses the link now.
+  bool is_link_in_use(std::uint32_t link) const { return !flows_on_[link].empty(); }
   const NetworkStats& stats() const { return stats_; }
   const topologies::Cluster& cluster() const { return cluster_; }
   TimePs sim_now() const { return sim_.now(); }

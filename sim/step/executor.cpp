@@ -1,0 +1,270 @@
+#include "sim/step/executor.hpp"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+
+#include "sim/core/simulator.hpp"
+#include "topologies/cluster.hpp"
+
+namespace moesim::sim::step {
+
+int TaskGraph::add_collective_spec(CollectiveSpec spec) {
+  collectives_.push_back(std::move(spec));
+  return static_cast<int>(collectives_.size()) - 1;
+}
+
+TaskId TaskGraph::add(Task task) {
+  if (task.lane < 0 || task.stream < 0) {
+    throw std::invalid_argument("task '" + task.name + "': lane and stream must be >= 0");
+  }
+  tasks_.push_back(std::move(task));
+  return static_cast<TaskId>(tasks_.size() - 1);
+}
+
+TaskId TaskGraph::add_compute(int lane, int stream, std::string name, std::string category, TimePs duration) {
+  if (duration < 0) throw std::invalid_argument("task '" + name + "': duration must be >= 0");
+  return add(Task{std::move(name), std::move(category), lane, stream, TaskKind::kCompute, duration, -1});
+}
+
+TaskId TaskGraph::add_collective(int lane, int stream, std::string name, std::string category, int collective) {
+  if (collective < 0 || collective >= static_cast<int>(collectives_.size())) {
+    throw std::invalid_argument("task '" + name + "': no collective " + std::to_string(collective));
+  }
+  return add(Task{std::move(name), std::move(category), lane, stream, TaskKind::kCollective, 0, collective});
+}
+
+void TaskGraph::add_dependency(TaskId before, TaskId after) {
+  if (before >= tasks_.size() || after >= tasks_.size() || before == after) {
+    throw std::invalid_argument("dependency " + std::to_string(before) + " -> " + std::to_string(after) +
+                                ": both must be distinct existing tasks");
+  }
+  dependencies_.emplace_back(before, after);
+}
+
+namespace {
+
+// One run of a graph. Owns the simulator and the network, so runs are independent.
+class Executor {
+ public:
+  Executor(const topologies::Cluster& cluster, const TaskGraph& graph, const ExecutorOptions& options)
+      : graph_(graph),
+        options_(options),
+        network_(simulator_, cluster, network::NetworkOptions{options.epsilon}),
+        virtual_load_(cluster.num_links(), 0) {
+    const std::size_t n = graph.size();
+    timings_.resize(n);
+    pending_.assign(n, 0);
+    done_.assign(n, 0);
+    // Successors: the next task of the same stream first, then dependencies in the order they were added.
+    std::vector<std::vector<TaskId>> successors(n);
+    std::map<std::pair<int, int>, TaskId> last_on_stream;
+    for (TaskId t = 0; t < n; ++t) {
+      const Task& task = graph.tasks()[t];
+      const auto [it, is_first] = last_on_stream.try_emplace({task.lane, task.stream}, t);
+      if (!is_first) {
+        successors[it->second].push_back(t);
+        ++pending_[t];
+        it->second = t;
+      }
+    }
+    for (const auto& [before, after] : graph.dependencies()) {
+      successors[before].push_back(after);
+      ++pending_[after];
+    }
+    successor_begin_.assign(n + 1, 0);
+    for (std::size_t t = 0; t < n; ++t) successor_begin_[t + 1] = successor_begin_[t] + successors[t].size();
+    successor_.reserve(successor_begin_[n]);
+    for (const auto& list : successors) successor_.insert(successor_.end(), list.begin(), list.end());
+  }
+
+  ExecutionResult run() {
+    for (TaskId t = 0; t < graph_.size(); ++t) {
+      if (pending_[t] == 0) start(t);
+    }
+    simulator_.run();
+    ExecutionResult result;
+    for (TaskId t = 0; t < graph_.size(); ++t) {
+      if (!done_[t]) {
+        throw std::logic_error("step graph: task '" + graph_.tasks()[t].name +
+                               "' never became ready (a dependency cycle)");
+      }
+    }
+    result.timings = timings_;
+    TaskId last = kNoTask;
+    for (TaskId t = 0; t < graph_.size(); ++t) {
+      if (last == kNoTask || timings_[t].end >= timings_[last].end) last = t;
+    }
+    for (TaskId t = last; t != kNoTask; t = timings_[t].released_by) result.critical_path.push_back(t);
+    std::reverse(result.critical_path.begin(), result.critical_path.end());
+    result.makespan = last == kNoTask ? 0 : timings_[last].end;
+    result.num_collectives_played = num_played_;
+    result.num_collectives_memoized = num_memoized_;
+    result.network = network_.stats();
+    return result;
+  }
+
+ private:
+  // A collective played on the network, and whether it is a clean measurement so far.
+  struct Live {
+    std::unique_ptr<collectives::TransferRunner> runner;
+    bool is_clean = false;
+    std::vector<double> bytes_before;  // link counters at its start (clean runs only)
+  };
+  struct Memo {
+    TimePs duration = 0;
+    std::vector<std::uint32_t> links;  // the links its clean run used
+  };
+
+  void start(TaskId t) {
+    const Task& task = graph_.tasks()[t];
+    timings_[t].start = simulator_.now();
+    if (task.kind == TaskKind::kCompute) {
+      simulator_.schedule_in(task.duration, [this, t] { finish(t); });
+      return;
+    }
+    const CollectiveSpec& spec = graph_.collectives()[static_cast<std::size_t>(task.collective)];
+    for (auto& [other, live] : live_) live.is_clean = false;  // another collective started during it
+    if (options_.memoize) {
+      const auto it = memo_.find(spec.signature);
+      if (it != memo_.end() && links_free(it->second.links)) {
+        for (const std::uint32_t link : it->second.links) ++virtual_load_[link];
+        ++num_virtual_;
+        ++num_memoized_;
+        timings_[t].memoized = true;
+        simulator_.schedule_in(it->second.duration, [this, t] { finish(t); });
+        return;
+      }
+    }
+    ++num_played_;
+    Live& live = live_[t];
+    live.is_clean = network_.is_idle() && num_virtual_ == 0;
+    if (live.is_clean) {
+      for (const auto& counter : network_.link_counters()) live.bytes_before.push_back(counter.bytes);
+    }
+    live.runner = std::make_unique<collectives::TransferRunner>(network_, spec.graph, spec.bytes_per_unit);
+    // Finish outside the network's callback, at the same instant, so that successors start from a plain event.
+    live.runner->set_on_finished([this, t] { simulator_.schedule_at(simulator_.now(), [this, t] { finish(t); }); });
+    live.runner->start();
+  }
+
+  bool links_free(const std::vector<std::uint32_t>& links) const {
+    return std::all_of(links.begin(), links.end(), [this](std::uint32_t link) {
+      return virtual_load_[link] == 0 && !network_.is_link_in_use(link);
+    });
+  }
+
+  void finish(TaskId t) {
+    const Task& task = graph_.tasks()[t];
+    timings_[t].end = simulator_.now();
+    done_[t] = 1;
+    if (task.kind == TaskKind::kCollective) {
+      const CollectiveSpec& spec = graph_.collectives()[static_cast<std::size_t>(task.collective)];
+      if (timings_[t].memoized) {
+        for (const std::uint32_t link : memo_.at(spec.signature).links) --virtual_load_[link];
+        --num_virtual_;
+      } else {
+        const auto it = live_.find(t);
+        if (it->second.is_clean && options_.memoize && !memo_.contains(spec.signature)) {
+          Memo memo;
+          memo.duration = timings_[t].end - timings_[t].start;
+          const auto& counters = network_.link_counters();
+          for (std::uint32_t link = 0; link < counters.size(); ++link) {
+            if (counters[link].bytes > it->second.bytes_before[link]) memo.links.push_back(link);
+          }
+          memo_.emplace(spec.signature, std::move(memo));
+        }
+        finished_runners_.push_back(std::move(it->second.runner));  // the network may still hold its listener
+        live_.erase(it);
+      }
+    }
+    for (std::size_t k = successor_begin_[t]; k < successor_begin_[t + 1]; ++k) {
+      const TaskId next = successor_[k];
+      if (--pending_[next] == 0) {
+        timings_[next].released_by = t;
+        start(next);
+      }
+    }
+  }
+
+  const TaskGraph& graph_;
+  ExecutorOptions options_;
+  Simulator simulator_;
+  network::Network network_;
+  std::vector<TaskTiming> timings_;
+  std::vector<std::uint32_t> pending_;
+  std::vector<char> done_;
+  std::vector<std::size_t> successor_begin_;
+  std::vector<TaskId> successor_;
+  std::map<TaskId, Live> live_;  // ordered: the clean flags are cleared in a fixed order
+  std::vector<std::unique_ptr<collectives::TransferRunner>> finished_runners_;
+  std::unordered_map<std::string, Memo> memo_;  // looked up, never iterated: order cannot leak into results
+  std::vector<std::int32_t> virtual_load_;      // by link: cached collectives in flight on it
+  std::int64_t num_virtual_ = 0;
+  std::int64_t num_played_ = 0;
+  std::int64_t num_memoized_ = 0;
+};
+
+}  // namespace
+
+ExecutionResult execute(const topologies::Cluster& cluster, const TaskGraph& graph, const ExecutorOptions& options) {
+  for (const Task& task : graph.tasks()) {
+    if (task.kind == TaskKind::kCollective) {
+      for (const auto& node : graph.collectives()[static_cast<std::size_t>(task.collective)].graph.nodes()) {
+        if (node.src_gpu >= cluster.num_gpus() || node.dst_gpu >= cluster.num_gpus()) {
+          throw std::invalid_argument("task '" + task.name + "': its collective names GPU " +
+                                      std::to_string(std::max(node.src_gpu, node.dst_gpu)) + ", the cluster has " +
+                                      std::to_string(cluster.num_gpus()));
+        }
+      }
+    }
+  }
+  Executor executor(cluster, graph, options);
+  return executor.run();
+}
+
+StreamTime stream_time(const TaskGraph& graph, const ExecutionResult& result, int lane, int stream, int other_stream) {
+  std::vector<std::pair<TimePs, TimePs>> mine;
+  std::vector<std::pair<TimePs, TimePs>> other;
+  for (TaskId t = 0; t < graph.size(); ++t) {
+    const Task& task = graph.tasks()[t];
+    if (task.lane != lane) continue;
+    const TaskTiming& timing = result.timings[t];
+    if (timing.end <= timing.start) continue;
+    if (task.stream == stream) mine.emplace_back(timing.start, timing.end);
+    if (task.stream == other_stream) other.emplace_back(timing.start, timing.end);
+  }
+  // Sorted, overlapping intervals merged.
+  auto merge = [](std::vector<std::pair<TimePs, TimePs>>& intervals) {
+    std::sort(intervals.begin(), intervals.end());
+    std::vector<std::pair<TimePs, TimePs>> out;
+    for (const auto& interval : intervals) {
+      if (!out.empty() && interval.first <= out.back().second) {
+        out.back().second = std::max(out.back().second, interval.second);
+      } else {
+        out.push_back(interval);
+      }
+    }
+    intervals = std::move(out);
+  };
+  merge(mine);
+  merge(other);
+  StreamTime time;
+  std::size_t j = 0;
+  for (const auto& [begin, end] : mine) {
+    time.busy += end - begin;
+    // The part of [begin, end) that no interval of the other stream covers.
+    TimePs covered = 0;
+    while (j < other.size() && other[j].second <= begin) ++j;
+    for (std::size_t k = j; k < other.size() && other[k].first < end; ++k) {
+      covered += std::min(end, other[k].second) - std::max(begin, other[k].first);
+    }
+    time.exposed += (end - begin) - covered;
+  }
+  return time;
+}
+
+}  // namespace moesim::sim::step
