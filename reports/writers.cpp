@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -238,14 +239,14 @@ std::string capacity_text(const CapacityResult& r) {
   return out;
 }
 
-void write_file_atomically(const std::string& path, const std::string& content) {
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const std::filesystem::path target(path);
   std::filesystem::path temp = target;
   temp += ".tmp";
   {
     std::ofstream file(temp, std::ios::binary | std::ios::trunc);
     if (!file) throw std::invalid_argument(path + ": cannot write file");
-    file << content;
+    write(file);
     file.flush();
     if (!file) {
       std::error_code ignored;
@@ -259,6 +260,44 @@ void write_file_atomically(const std::string& path, const std::string& content) 
     std::filesystem::remove(temp, ec);
     throw std::invalid_argument(path + ": cannot write file (" + ec.message() + ")");
   }
+}
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+  write_file_atomically(path, [&content](std::ostream& out) { out << content; });
+}
+
+std::string step_text(const StepReport& r) {
+  const StepInputs& in = r.inputs();
+  std::string out = "moesim step: train " + in.model() + " on " + in.cluster() + " (" + std::to_string(in.num_gpus()) +
+                    " GPUs, " + in.gpu() + "), " + in.layout() + "\n";
+  out += "schedule " + in.schedule() + ", " + std::to_string(in.num_microbatches()) +
+         " micro-batches of sequences of " + std::to_string(in.seq_len()) + " tokens; routing " + in.routing() +
+         ", All-to-All " + in.algorithm() + "; " + in.precision() + " GEMMs, ZeRO " + std::to_string(in.zero_stage()) +
+         "\n\n";
+  out += "step time " + fmt("%.2f ms", r.step_time_ms()) + "; " + fmt("%.0f", r.tokens_per_s_per_gpu()) +
+         " tokens/s per GPU; " + fmt("%.1f", r.model_tflops_per_gpu()) + " model TFLOP/s per GPU (MFU " +
+         fmt("%.1f%%", 100.0 * r.mfu()) + ")\n\n";
+  out += pad("stage", 7, false) + pad("compute", 13) + pad("exposed TP/EP", 15) + pad("exposed PP", 13) +
+         pad("exposed DP", 13) + pad("bubble/wait", 13) + "\n";
+  for (const StepStage& s : r.stages()) {
+    out += pad(std::to_string(s.stage()), 7, false) + pad(fmt("%.2f ms", s.compute_ms()), 13) +
+           pad(fmt("%.2f ms", s.exposed_layer_comm_ms()), 15) + pad(fmt("%.2f ms", s.exposed_pp_comm_ms()), 13) +
+           pad(fmt("%.2f ms", s.exposed_dp_comm_ms()), 13) + pad(fmt("%.2f ms", s.idle_ms()), 13) + "\n";
+  }
+  const StepMemory& m = r.memory();
+  out += "\nmemory per GPU (stage " + std::to_string(m.stage()) + ", " + fmt("%g", m.in_flight_microbatches()) +
+         " micro-batches in flight): parameters " + fmt("%.1f", m.parameters_gib()) + " GiB, gradients " +
+         fmt("%.1f", m.gradients_gib()) + ", optimizer " + fmt("%.1f", m.optimizer_states_gib()) + ", activations " +
+         fmt("%.1f", m.activations_gib()) + ", All-to-All buffers " + fmt("%.1f", m.a2a_buffers_gib()) + "; total " +
+         fmt("%.1f", m.total_gib()) + " of " + fmt("%.1f", m.capacity_gib()) + " GiB (" +
+         (m.fits() ? "fits" : "does not fit") + ")\n";
+  out += "critical path:";
+  for (const CategoryTime& c : r.critical_path()) out += " " + c.category() + " " + fmt("%.2f ms", c.ms()) + ",";
+  if (!out.empty() && out.back() == ',') out.pop_back();
+  out += "\n" + std::to_string(r.num_tasks()) + " tasks; " + std::to_string(r.collectives_played()) +
+         " collectives simulated flow by flow (" + std::to_string(r.num_flows()) + " flows), " +
+         std::to_string(r.collectives_memoized()) + " repeats memoised\n";
+  return out;
 }
 
 }  // namespace moesim::reports

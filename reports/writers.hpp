@@ -1,6 +1,8 @@
 // Writers: results as JSON and as readable text, and files written so that a failed run leaves nothing behind.
 #pragma once
 
+#include <functional>
+#include <iosfwd>
 #include <string>
 
 #include <google/protobuf/message.h>
@@ -19,9 +21,13 @@ std::string a2a_text(const A2aResult& result);
 // The readable summary of a capacity run: inputs, the routed load, a table over the capacity factors and, when
 // run, the bias balancing (at most about ten of its steps; the JSON has them all).
 std::string capacity_text(const CapacityResult& result);
+// The summary of a simulated step: throughput, the time breakdown per stage, memory, the critical path.
+std::string step_text(const StepReport& r);
 
 // Writes `content` to `path` through a temporary file in the same directory and a rename, so readers never
 // see a half-written file. Throws std::invalid_argument naming the path if it cannot be written.
 void write_file_atomically(const std::string& path, const std::string& content);
+// The same for output too large to build as one string: `write` streams it into the temporary file.
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 }  // namespace moesim::reports
