@@ -46,9 +46,14 @@ A2aDemand uniform_demand(const topologies::Cluster& cluster, int first_gpu, int 
   return d;
 }
 
-A2aDemand layer_demand(const workloads::EpGroupTraffic& g, bool token_dedup) {
+}  // namespace
+
+A2aDemand layer_demand(const workloads::EpGroupTraffic& g, bool token_dedup, const std::vector<int>* gpu_of) {
   A2aDemand d;
   d.gpus = g.gpus;
+  if (gpu_of != nullptr) {
+    for (int& gpu : d.gpus) gpu = gpu_of->at(static_cast<std::size_t>(gpu));
+  }
   d.node_of_rank = g.node_of_rank;
   d.num_nodes = g.num_nodes;
   const auto& ranks = token_dedup ? g.tokens_to_rank : g.copies_to_rank;
@@ -57,6 +62,8 @@ A2aDemand layer_demand(const workloads::EpGroupTraffic& g, bool token_dedup) {
   d.node_units.assign(nodes.begin(), nodes.end());
   return d;
 }
+
+namespace {
 
 reports::RoutingSummary summarize_routing(const workloads::LayerTraffic& traffic) {
   reports::RoutingSummary s;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "reports/results.pb.h"
 #include "sim/collectives/all_to_all.hpp"
@@ -48,6 +49,12 @@ struct A2aConfig {
 
 // Throws std::invalid_argument for inputs that do not fit the cluster (EP, top-k, node limit, algorithm).
 reports::A2aResult run_a2a(const topologies::Cluster& cluster, const A2aConfig& config);
+
+// One EP group's demand in units of token copies (tokens with token_dedup, one per rank or node), for the
+// All-to-All builders. `gpu_of`, when given, maps the group's GPU indices (traffic built over a subset of the
+// cluster's GPUs) to the cluster's.
+collectives::A2aDemand layer_demand(const workloads::EpGroupTraffic& group, bool token_dedup,
+                                    const std::vector<int>* gpu_of = nullptr);
 
 // Plays `graph` on a fresh network and measures it; exposed for tests.
 reports::CollectiveResult run_collective(const topologies::Cluster& cluster, const collectives::TransferGraph& graph,

@@ -203,6 +203,7 @@ struct SharedInputs {
   std::int64_t capacity = kUnlimited;  // per (source rank, expert)
   bool want_scores = false;            // the policy, the routing or the record needs router scores
   const RecordedLayer* replay = nullptr;
+  int num_ep_groups = 0;
 };
 
 // The scan's candidates at each stage.
@@ -253,6 +254,7 @@ class RankSampler {
         node_mark_(to_size(shared.options.ep), 0),
         expert_count_(to_size(num_experts_), 0),
         tokens_per_expert_(to_size(num_experts_), 0),
+        tokens_per_group_expert_(to_size(shared.num_ep_groups) * to_size(num_experts_), 0),
         routed_per_expert_(to_size(num_experts_), 0),
         dropped_per_expert_(to_size(num_experts_), 0),
         rerouted_per_expert_(to_size(num_experts_), 0),
@@ -326,7 +328,7 @@ class RankSampler {
     // Dropless keeps every choice: the copies are the choices.
     const bool is_dropless = shared_.capacity == kUnlimited;
     if (!is_dropless && shared_.options.capacity.policy != CapacityPolicy::kReroute) apply_capacity();
-    fold(group, rank_idx, is_dropless ? choice_ : kept_);
+    fold(group, group_idx, rank_idx, is_dropless ? choice_ : kept_);
     if (is_dropless) {
       for (std::size_t e = 0; e < to_size(num_experts_); ++e) routed_per_expert_[e] = tokens_per_expert_[e];
     }
@@ -336,6 +338,7 @@ class RankSampler {
 
   void set_token_seed(std::uint64_t seed) { token_seed_ = seed; }
   const std::vector<std::int64_t>& tokens_per_expert() const { return tokens_per_expert_; }
+  const std::vector<std::int64_t>& tokens_per_group_expert() const { return tokens_per_group_expert_; }
   const std::vector<std::int64_t>& routed_per_expert() const { return routed_per_expert_; }
   const std::vector<std::int64_t>& dropped_per_expert() const { return dropped_per_expert_; }
   const std::vector<std::int64_t>& rerouted_per_expert() const { return rerouted_per_expert_; }
@@ -744,7 +747,7 @@ class RankSampler {
 
   // Adds the rank's kept copies to its rows: per destination rank and node, the tokens (one copy per rank or node)
   // and the copies (one per expert); with replicas, each expert's copies go to its replicas in turn.
-  void fold(EpGroupTraffic& group, int rank_idx, const std::vector<std::int32_t>& copies) {
+  void fold(EpGroupTraffic& group, int group_idx, int rank_idx, const std::vector<std::int32_t>& copies) {
     const auto ep = to_size(shared_.options.ep);
     const auto num_nodes = to_size(group.num_nodes);
     std::int64_t* const tokens_to_rank = group.tokens_to_rank.data() + to_size(rank_idx) * ep;
@@ -781,9 +784,11 @@ class RankSampler {
       tokens_all_dropped_ += num_kept == 0 && k > 0 ? 1 : 0;
     }
     const bool is_padded = shared_.options.capacity.policy == CapacityPolicy::kPadded;
+    std::int64_t* const group_count = tokens_per_group_expert_.data() + to_size(group_idx) * to_size(num_experts_);
     for (int e = 0; e < num_experts_; ++e) {
       const std::int64_t count = expert_count[e];
       tokens_per_expert_[to_size(e)] += count;
+      group_count[e] += count;
       expert_count[e] = 0;
       if (replicas != nullptr) continue;  // counted per copy above
       // padded: every (rank, expert) buffer travels full, its empty slots as padding.
@@ -871,6 +876,7 @@ class RankSampler {
   std::vector<std::uint32_t> node_mark_;  // a group has at most ep nodes
   std::vector<std::int64_t> expert_count_;
   std::vector<std::int64_t> tokens_per_expert_;
+  std::vector<std::int64_t> tokens_per_group_expert_;  // [group * E + expert]
   std::vector<std::int64_t> routed_per_expert_;
   std::vector<std::int64_t> dropped_per_expert_;
   std::vector<std::int64_t> rerouted_per_expert_;
@@ -1244,6 +1250,7 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
                                                   : options.capacity.policy == CapacityPolicy::kDropScore ||
                                                         (options.record_picks && options.record_scores));
 
+  shared.num_ep_groups = num_groups;
   LayerTraffic traffic;
   traffic.options = options;
   traffic.capacity = shared.capacity == kUnlimited ? 0 : shared.capacity;
@@ -1341,6 +1348,11 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
       sum_over_workers([](const RankSampler& s) -> const auto& { return s.dropped_per_expert(); });
   traffic.rerouted_per_expert =
       sum_over_workers([](const RankSampler& s) -> const auto& { return s.rerouted_per_expert(); });
+  traffic.tokens_per_group_expert.assign(to_size(num_groups) * num_experts, 0);
+  for (const auto& sampler : samplers) {
+    const std::vector<std::int64_t>& counts = sampler->tokens_per_group_expert();
+    for (std::size_t i = 0; i < counts.size(); ++i) traffic.tokens_per_group_expert[i] += counts[i];
+  }
   for (const auto& sampler : samplers) {
     traffic.padded_slots += sampler->padded_slots();
     traffic.tokens_all_dropped += sampler->tokens_all_dropped();

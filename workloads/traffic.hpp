@@ -78,8 +78,9 @@ struct EpGroupTraffic {
 struct LayerTraffic {
   TrafficOptions options;
   std::vector<EpGroupTraffic> groups;
-  std::vector<std::int64_t> tokens_per_expert;    // copies kept and computed per expert (padding not included)
-  std::vector<std::int64_t> routed_per_expert;    // the tokens' top-k choices per expert, before capacity
+  std::vector<std::int64_t> tokens_per_expert;        // copies kept and computed per expert (padding not included)
+  std::vector<std::int64_t> tokens_per_group_expert;  // the same per EP group: [group * E + expert]
+  std::vector<std::int64_t> routed_per_expert;        // the tokens' top-k choices per expert, before capacity
   std::vector<std::int64_t> dropped_per_expert;   // choices of the expert that overflowed and were not kept anywhere
   std::vector<std::int64_t> rerouted_per_expert;  // copies the expert received as a token's next-best choice
   std::int64_t capacity = 0;                      // C per (source rank, expert); 0 for dropless

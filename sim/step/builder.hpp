@@ -1,0 +1,90 @@
+// A training step as a task graph (executor.hpp), built from the model, the parallel layout, the pipeline
+// schedule, the routing and the cost profile, and run on the cluster.
+//
+// Theory of operation. Every GPU of a pipeline stage does the same work at the same time (SPMD), so a stage is one
+// lane of the executor. Its streams: 0 compute, 1 communication of the layer (TP all-reduces, the EP dispatch and
+// combine), 2 pipeline sends, 3 data-parallel gradient reduction. The stage's pipeline operations (forward or
+// backward of a micro-batch, per model chunk) follow the schedule's order (workloads/schedule.hpp); each expands
+// into the layers of that chunk:
+//   attention            compute: attention_forward/backward (layer_ops.hpp); then, with tp > 1, a ring
+//                        all-reduce of the activations over every TP group of the stage (comm stream)
+//   dense FFN            compute, then the TP all-reduce
+//   MoE                  router (compute) -> dispatch (All-to-All of every EP group of the stage, with the layer's
+//                        sampled routing and the chosen algorithm) -> experts (compute: the slowest EP rank's
+//                        grouped GEMMs, its own experts' real loads) -> combine (All-to-All reversed) -> unpermute
+//                        and weighted sum (compute). The shared experts run on the compute stream right after the
+//                        router, so they overlap the dispatch. Backward runs the same chain in reverse, with
+//                        gradients (BF16) on the wire.
+// A forward (backward) of a micro-batch on stage s > 0 (s < p - 1) waits for the previous stage's send of its
+// activations (gradients): one transfer per GPU to its peer in the next (previous) stage. After the last backward
+// of a layer on a stage, its gradients are reduced over the DP groups (reduce-scatter with ZeRO >= 1, all-reduce
+// without) and the expert gradients over the expert-DP groups, on stream 3, overlapping the remaining backward;
+// the optimizer step (compute) follows the last reduction, and with ZeRO >= 1 an all-gather of the updated
+// parameters ends the step.
+//
+// Simplifications, stated: the routing of a layer is sampled once (tokens per rank = micro-batch tokens / tp) and
+// used for every micro-batch; dropless capacity; no activation recomputation (the memory model accounts for it,
+// the time does not yet); collectives on different stages are separate lanes' tasks on the same network, so they
+// contend where their links meet.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sim/collectives/all_to_all.hpp"
+#include "sim/compute/cost_profile.hpp"
+#include "sim/step/executor.hpp"
+#include "workloads/layout.hpp"
+#include "workloads/model.hpp"
+#include "workloads/routing.hpp"
+#include "workloads/schedule.hpp"
+#include "workloads/traffic.hpp"
+
+namespace moesim::topologies {
+class Cluster;
+}
+
+namespace moesim::sim::step {
+
+struct StepConfig {
+  workloads::MoeModel model;
+  workloads::ParallelLayout layout;
+  workloads::PipelineSchedule schedule = workloads::PipelineSchedule::k1F1B;
+  std::int64_t seq_len = 4096;
+  workloads::RoutingSpec routing;
+  std::uint64_t seed = 1;
+  workloads::Placement placement = workloads::Placement::kContiguous;
+  collectives::A2aAlgorithm a2a_algorithm = collectives::A2aAlgorithm::kDirect;
+  compute::Precision gemm_precision = compute::Precision::kBf16;
+  int zero_stage = 1;  // 0: all-reduce gradients; >= 1: reduce-scatter, then all-gather the updated parameters
+  ExecutorOptions executor;
+};
+
+// Where the time of one stage went, in picoseconds.
+struct StageBreakdown {
+  int stage = 0;
+  TimePs compute = 0;             // the compute stream busy
+  TimePs exposed_layer_comm = 0;  // TP and EP communication not hidden behind compute
+  TimePs exposed_pp_comm = 0;
+  TimePs exposed_dp_comm = 0;
+  TimePs idle = 0;  // makespan minus compute minus the exposed communication (pipeline bubble and waits)
+};
+
+struct StepResult {
+  TimePs step_time = 0;
+  std::int64_t tokens = 0;  // per step: gbs x seq_len
+  double tokens_per_second_per_gpu = 0.0;
+  double model_tflops_per_gpu = 0.0;  // model FLOPs (layer_ops.hpp's definition) per second per GPU
+  double mfu = 0.0;                   // model TFLOP/s / the GPU's dense peak in the GEMM precision
+  std::vector<StageBreakdown> stages;
+  TaskGraph graph;
+  ExecutionResult execution;
+};
+
+// Builds and runs one training step. Throws std::invalid_argument for a layout the model or cluster cannot take
+// (workloads::validate_layout), a device missing from the profile, or routing that does not fit.
+StepResult run_training_step(const topologies::Cluster& cluster, const compute::CostProfile& profile,
+                             const StepConfig& config);
+
+}  // namespace moesim::sim::step

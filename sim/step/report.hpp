@@ -1,0 +1,26 @@
+// A simulated step as the results schema (reports/results.proto StepReport).
+#pragma once
+
+#include <string>
+
+#include "reports/results.pb.h"
+#include "sim/step/builder.hpp"
+#include "workloads/memory.hpp"
+
+namespace moesim::topologies {
+class Cluster;
+}
+
+namespace moesim::sim::step {
+
+struct StepReportInputs {
+  std::string cluster_name;
+  std::string gpu_profile;     // the device profile's name
+  std::string profile_source;  // the cost profile's source
+  workloads::MemoryOptions memory;
+};
+
+reports::StepReport make_step_report(const topologies::Cluster& cluster, const StepConfig& config,
+                                     const StepResult& result, const StepReportInputs& inputs);
+
+}  // namespace moesim::sim::step
