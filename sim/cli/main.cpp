@@ -153,6 +153,9 @@ int run_step_command(int argc, char** argv, int first) {
   args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
   args.option("epsilon", "E", "network completion window (default 0.01)");
   args.option("memoize", "on|off", "reuse clean measurements of repeated collectives (default on)");
+  args.option("trace", "FILE",
+              "also write a Chrome/Perfetto trace (open in ui.perfetto.dev): a process per stage, a\n"
+              "thread per stream, a slice per task");
   args.parse(argc, argv, first);
   if (args.flag_set("help")) {
     std::cout << args.help();
@@ -196,6 +199,7 @@ int run_step_command(int argc, char** argv, int first) {
   const auto started = std::chrono::steady_clock::now();
   const step::StepResult result = step::run_training_step(cluster, profile, config);
   const reports::StepReport report = step::make_step_report(cluster, config, result, inputs);
+  if (auto trace = args.get("trace")) step::write_step_trace(config, result, *trace);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const std::string text = format == "json" ? reports::to_json(report) : reports::step_text(report);
   if (auto out = args.get("out")) reports::write_file_atomically(*out, text);

@@ -1,6 +1,11 @@
 #include "sim/step/report.hpp"
 
+#include <algorithm>
 #include <map>
+#include <utility>
+#include <vector>
+
+#include "reports/trace.hpp"
 
 #include "topologies/cluster.hpp"
 #include "workloads/layout.hpp"
@@ -91,6 +96,52 @@ reports::StepReport make_step_report(const topologies::Cluster& cluster, const S
   report.set_collectives_memoized(result.execution.num_collectives_memoized);
   report.set_num_flows(static_cast<std::int64_t>(result.execution.network.num_flows));
   return report;
+}
+
+void write_step_trace(const StepConfig& config, const StepResult& result, const std::string& path) {
+  static constexpr const char* kStreamNames[] = {"compute", "layer comm (TP, EP)", "pipeline sends", "DP gradients"};
+  reports::TraceWriter trace;
+  const int stride = config.layout.dp * config.layout.tp;
+  std::vector<std::vector<reports::TraceThread>> threads;
+  std::vector<reports::TraceCounter> in_flight;
+  for (int s = 0; s < config.layout.pp; ++s) {
+    const reports::TraceProcess process =
+        trace.add_process("stage " + std::to_string(s) + " (GPUs " + std::to_string(s * stride) + "-" +
+                              std::to_string((s + 1) * stride - 1) + ")",
+                          s);
+    threads.emplace_back();
+    for (const char* name : kStreamNames) threads.back().push_back(trace.add_thread(process, name));
+    in_flight.push_back(trace.add_counter_track(process, "collectives in flight"));
+  }
+  // Per stage, +1 at each collective's start and -1 at its end, in time order: the counter's steps.
+  std::vector<std::vector<std::pair<TimePs, int>>> changes(static_cast<std::size_t>(config.layout.pp));
+  const auto& tasks = result.graph.tasks();
+  for (TaskId t = 0; t < tasks.size(); ++t) {
+    const Task& task = tasks[t];
+    const TaskTiming& timing = result.execution.timings[t];
+    const auto lane = static_cast<std::size_t>(task.lane);
+    const auto stream = static_cast<std::size_t>(task.stream);
+    if (lane >= threads.size() || stream >= threads[lane].size()) continue;
+    reports::TraceArgs args;
+    if (task.kind == TaskKind::kCollective) {
+      args.emplace_back("memoised", timing.memoized ? "yes" : "no");
+      changes[lane].emplace_back(timing.start, 1);
+      changes[lane].emplace_back(timing.end, -1);
+    }
+    trace.add_slice(threads[lane][stream], task.name, task.category, timing.start, timing.end - timing.start, args);
+  }
+  for (std::size_t lane = 0; lane < changes.size(); ++lane) {
+    std::sort(changes[lane].begin(), changes[lane].end());
+    int level = 0;
+    for (std::size_t i = 0; i < changes[lane].size(); ++i) {
+      level += changes[lane][i].second;
+      // One point per instant, after every change at that instant.
+      if (i + 1 == changes[lane].size() || changes[lane][i + 1].first != changes[lane][i].first) {
+        trace.add_counter(in_flight[lane], changes[lane][i].first, level);
+      }
+    }
+  }
+  trace.write_file(path);
 }
 
 }  // namespace moesim::sim::step

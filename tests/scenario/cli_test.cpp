@@ -255,4 +255,36 @@ TEST(Cli, BadRoutingFilesNameTheLineAndExitWithTwo) {
   }
 }
 
+TEST(Cli, StepReportsTheStepAndWritesATrace) {
+  const std::string trace = testing::TempDir() + "step_trace.json";
+  const CliRun r = moesim(
+      "step --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --layout dp=8,pp=2,ep=8,mbs=1,gbs=16 --seq-len 1024 "
+      "--format json --trace " +
+      trace);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node j = YAML::Load(r.out);
+  EXPECT_GT(j["step_time_ms"].as<double>(), 0.0);
+  EXPECT_EQ(j["stages"].size(), 2u);
+  EXPECT_GT(j["mfu"].as<double>(), 0.0);
+  EXPECT_LT(j["mfu"].as<double>(), 1.0);
+  EXPECT_EQ(j["inputs"]["layout"].as<std::string>(), "dp=8,tp=1,pp=2,ep=8,etp=1,vpp=1,mbs=1,gbs=16");
+  const YAML::Node t = YAML::LoadFile(trace);
+  EXPECT_GT(t["traceEvents"].size(), 100u);
+  std::filesystem::remove(trace);
+  const CliRun again = moesim(
+      "step --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --layout dp=8,pp=2,ep=8,mbs=1,gbs=16 --seq-len 1024 "
+      "--format json");
+  EXPECT_EQ(again.out, r.out);
+}
+
+TEST(Cli, StepBadInputGetsOneLineAndExitCodeTwo) {
+  const std::string step = "step --cluster dgx-h100 --nodes 2 --model mixtral-8x7b ";
+  expect_bad_input(step, "--layout");
+  expect_bad_input(step + "--layout dp=8,pp=2,ep=16", "ep");
+  expect_bad_input(step + "--layout dp=8,pp=2,ep=8,bogus=1", "bogus");
+  expect_bad_input(step + "--layout dp=8,pp=2,ep=8 --schedule zigzag", "zigzag");
+  expect_bad_input(step + "--layout dp=8,pp=2,ep=8 --precision fp4", "--precision");
+  expect_bad_input(step + "--layout dp=8,pp=2,ep=8 --zero 4", "--zero");
+}
+
 }  // namespace
