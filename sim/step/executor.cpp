@@ -52,9 +52,13 @@ class Executor {
  public:
   Executor(const topologies::Cluster& cluster, const TaskGraph& graph, const ExecutorOptions& options)
       : graph_(graph),
+        cluster_(cluster),
         options_(options),
         network_(simulator_, cluster, network::NetworkOptions{options.epsilon}),
-        virtual_load_(cluster.num_links(), 0) {
+        spec_links_(graph.collectives().size()),
+        spec_done_(graph.collectives().size(), 0),
+        link_users_(cluster.num_links(), 0),
+        link_stamp_(cluster.num_links(), 0) {
     const std::size_t n = graph.size();
     timings_.resize(n);
     pending_.assign(n, 0);
@@ -108,15 +112,11 @@ class Executor {
   }
 
  private:
-  // A collective played on the network, and whether it is a clean measurement so far.
-  struct Live {
-    std::unique_ptr<collectives::TransferRunner> runner;
+  // A collective in flight (played or memoised), and whether it is a clean measurement so far.
+  struct InFlight {
+    std::unique_ptr<collectives::TransferRunner> runner;  // null when memoised
+    int spec = -1;
     bool is_clean = false;
-    std::vector<double> bytes_before;  // link counters at its start (clean runs only)
-  };
-  struct Memo {
-    TimePs duration = 0;
-    std::vector<std::uint32_t> links;  // the links its clean run used
   };
 
   void start(TaskId t) {
@@ -126,35 +126,67 @@ class Executor {
       simulator_.schedule_in(task.duration, [this, t] { finish(t); });
       return;
     }
-    const CollectiveSpec& spec = graph_.collectives()[static_cast<std::size_t>(task.collective)];
-    for (auto& [other, live] : live_) live.is_clean = false;  // another collective started during it
-    if (options_.memoize) {
+    const auto spec_idx = static_cast<std::size_t>(task.collective);
+    const CollectiveSpec& spec = graph_.collectives()[spec_idx];
+    const std::vector<std::uint32_t>& links = links_of(spec_idx);
+    // Whoever in flight shares a link with this collective is no longer a clean measurement, nor is this one.
+    const bool is_alone = mark_sharers(links);
+    for (const std::uint32_t link : links) ++link_users_[link];
+    InFlight& flight = in_flight_[t];
+    flight.spec = task.collective;
+    if (options_.memoize && is_alone) {
       const auto it = memo_.find(spec.signature);
-      if (it != memo_.end() && links_free(it->second.links)) {
-        for (const std::uint32_t link : it->second.links) ++virtual_load_[link];
-        ++num_virtual_;
+      if (it != memo_.end()) {
         ++num_memoized_;
         timings_[t].memoized = true;
-        simulator_.schedule_in(it->second.duration, [this, t] { finish(t); });
+        simulator_.schedule_in(it->second, [this, t] { finish(t); });
         return;
       }
     }
     ++num_played_;
-    Live& live = live_[t];
-    live.is_clean = network_.is_idle() && num_virtual_ == 0;
-    if (live.is_clean) {
-      for (const auto& counter : network_.link_counters()) live.bytes_before.push_back(counter.bytes);
-    }
-    live.runner = std::make_unique<collectives::TransferRunner>(network_, spec.graph, spec.bytes_per_unit);
+    flight.is_clean = is_alone;
+    flight.runner = std::make_unique<collectives::TransferRunner>(network_, spec.graph, spec.bytes_per_unit);
     // Finish outside the network's callback, at the same instant, so that successors start from a plain event.
-    live.runner->set_on_finished([this, t] { simulator_.schedule_at(simulator_.now(), [this, t] { finish(t); }); });
-    live.runner->start();
+    flight.runner->set_on_finished([this, t] { simulator_.schedule_at(simulator_.now(), [this, t] { finish(t); }); });
+    flight.runner->start();
   }
 
-  bool links_free(const std::vector<std::uint32_t>& links) const {
-    return std::all_of(links.begin(), links.end(), [this](std::uint32_t link) {
-      return virtual_load_[link] == 0 && !network_.is_link_in_use(link);
-    });
+  // The links the collective's transfers are routed over (routes depend only on source, destination and salt),
+  // computed once per collective spec.
+  const std::vector<std::uint32_t>& links_of(std::size_t spec_idx) {
+    std::vector<std::uint32_t>& links = spec_links_[spec_idx];
+    if (spec_done_[spec_idx]) return links;
+    spec_done_[spec_idx] = 1;
+    ++stamp_;
+    std::vector<std::uint32_t> path;
+    for (const auto& node : graph_.collectives()[spec_idx].graph.nodes()) {
+      if (node.src_gpu < 0 || node.src_gpu == node.dst_gpu || node.units <= 0.0) continue;
+      path.clear();
+      cluster_.route(node.src_gpu, node.dst_gpu, node.salt, path);
+      for (const std::uint32_t link : path) {
+        if (link_stamp_[link] == stamp_) continue;
+        link_stamp_[link] = stamp_;
+        links.push_back(link);
+      }
+    }
+    std::sort(links.begin(), links.end());
+    return links;
+  }
+
+  // True when no collective in flight uses any of `links`; otherwise marks every one that does as unclean.
+  bool mark_sharers(const std::vector<std::uint32_t>& links) {
+    const bool is_alone =
+        std::none_of(links.begin(), links.end(), [this](std::uint32_t link) { return link_users_[link] > 0; });
+    if (is_alone) return true;
+    ++stamp_;
+    for (const std::uint32_t link : links) link_stamp_[link] = stamp_;
+    for (auto& [task, flight] : in_flight_) {
+      if (!flight.is_clean) continue;
+      const auto& other = spec_links_[static_cast<std::size_t>(flight.spec)];
+      flight.is_clean =
+          std::none_of(other.begin(), other.end(), [this](std::uint32_t link) { return link_stamp_[link] == stamp_; });
+    }
+    return false;
   }
 
   void finish(TaskId t) {
@@ -162,24 +194,15 @@ class Executor {
     timings_[t].end = simulator_.now();
     done_[t] = 1;
     if (task.kind == TaskKind::kCollective) {
-      const CollectiveSpec& spec = graph_.collectives()[static_cast<std::size_t>(task.collective)];
-      if (timings_[t].memoized) {
-        for (const std::uint32_t link : memo_.at(spec.signature).links) --virtual_load_[link];
-        --num_virtual_;
-      } else {
-        const auto it = live_.find(t);
-        if (it->second.is_clean && options_.memoize && !memo_.contains(spec.signature)) {
-          Memo memo;
-          memo.duration = timings_[t].end - timings_[t].start;
-          const auto& counters = network_.link_counters();
-          for (std::uint32_t link = 0; link < counters.size(); ++link) {
-            if (counters[link].bytes > it->second.bytes_before[link]) memo.links.push_back(link);
-          }
-          memo_.emplace(spec.signature, std::move(memo));
-        }
-        finished_runners_.push_back(std::move(it->second.runner));  // the network may still hold its listener
-        live_.erase(it);
+      const auto it = in_flight_.find(t);
+      const auto spec_idx = static_cast<std::size_t>(it->second.spec);
+      for (const std::uint32_t link : spec_links_[spec_idx]) --link_users_[link];
+      if (it->second.is_clean && options_.memoize) {
+        memo_.try_emplace(graph_.collectives()[spec_idx].signature, timings_[t].end - timings_[t].start);
       }
+      // The network may still hold the runner as a listener until the instant ends.
+      if (it->second.runner) finished_runners_.push_back(std::move(it->second.runner));
+      in_flight_.erase(it);
     }
     for (std::size_t k = successor_begin_[t]; k < successor_begin_[t + 1]; ++k) {
       const TaskId next = successor_[k];
@@ -191,6 +214,7 @@ class Executor {
   }
 
   const TaskGraph& graph_;
+  const topologies::Cluster& cluster_;
   ExecutorOptions options_;
   Simulator simulator_;
   network::Network network_;
@@ -199,11 +223,14 @@ class Executor {
   std::vector<char> done_;
   std::vector<std::size_t> successor_begin_;
   std::vector<TaskId> successor_;
-  std::map<TaskId, Live> live_;  // ordered: the clean flags are cleared in a fixed order
+  std::map<TaskId, InFlight> in_flight_;  // ordered: sharers are marked in a fixed order
   std::vector<std::unique_ptr<collectives::TransferRunner>> finished_runners_;
-  std::unordered_map<std::string, Memo> memo_;  // looked up, never iterated: order cannot leak into results
-  std::vector<std::int32_t> virtual_load_;      // by link: cached collectives in flight on it
-  std::int64_t num_virtual_ = 0;
+  std::unordered_map<std::string, TimePs> memo_;        // looked up, never iterated: order cannot leak into results
+  std::vector<std::vector<std::uint32_t>> spec_links_;  // by collective spec, sorted
+  std::vector<char> spec_done_;
+  std::vector<std::int32_t> link_users_;  // by link: collectives in flight routed over it
+  std::vector<std::uint32_t> link_stamp_;
+  std::uint32_t stamp_ = 0;
   std::int64_t num_played_ = 0;
   std::int64_t num_memoized_ = 0;
 };

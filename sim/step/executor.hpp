@@ -10,14 +10,16 @@
 // lanes share (collectives/transfer_graph.hpp), so collectives that run at the same time contend for links.
 //
 // Memoisation. A step repeats the same collectives many times (every micro-batch of a layer, forward and
-// backward). A collective that started on an idle network and ran to its end while no other collective started
-// is a clean measurement: its duration and the links it used are cached under its signature (equal signatures
-// mean identical traffic on identical GPUs, the builder's promise). A later collective with a cached signature
-// is not played again when none of its links is in use (by live flows, or by other cached collectives in
-// flight): it takes the cached duration. Otherwise it is played live. The approximation: a collective played
-// live does not see the links a cached one is using at the same time (it was not played), so contention between
-// a live collective and an overlapping cached one is missed. ExecutorOptions::memoize = false plays everything
-// live; tests and BENCHMARKS.md compare the two.
+// backward). A collective's links are those its transfers are routed over (routes depend only on source,
+// destination and ECMP salt, so they are known before it runs). A collective that ran from start to end without
+// any other collective in flight on one of its links is a clean measurement: its duration is cached under its
+// signature (equal signatures mean identical traffic on identical GPUs, the builder's promise). A later
+// collective with a cached signature whose links no collective in flight uses takes the cached duration instead
+// of being played; it occupies its links while in flight. Otherwise it is played live. So collectives of
+// different pipeline stages, which run side by side on different nodes, are each measured once. The
+// approximation: a collective played live while a memoised one holds some of its links does not see that load
+// (the memoised one has no flows), so that contention is missed. ExecutorOptions::memoize = false plays
+// everything live; tests and BENCHMARKS.md compare the two.
 //
 // Critical path: each task remembers the predecessor whose completion released it (its stream predecessor or a
 // dependency, whichever finished last; ties to the earlier-added task). Walking back from the task that finished
