@@ -148,7 +148,9 @@ int run_step_command(int argc, char** argv, int first) {
   args.option("seq-len", "S", "tokens per sequence (default 4096)");
   args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
   args.option("zero", "N", "ZeRO stage 0..3 (default 1: distributed optimizer)");
-  args.option("recompute", "R", "activation recomputation for the memory model: none (default) | selective | full");
+  args.option("recompute", "R",
+              "activation recomputation: none (default) | selective (attention core) | full (each layer's\n"
+              "forward again before its backward); changes both the time and the memory");
   args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
   args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
   args.option("epsilon", "E", "network completion window (default 0.01)");
@@ -195,6 +197,7 @@ int run_step_command(int argc, char** argv, int first) {
   inputs.memory.seq_length = config.seq_len;
   inputs.memory.zero_stage = config.zero_stage;
   if (auto v = args.get("recompute")) inputs.memory.recompute = workloads::parse_recompute(*v);
+  config.recompute = inputs.memory.recompute;
 
   const auto started = std::chrono::steady_clock::now();
   const step::StepResult result = step::run_training_step(cluster, profile, config);

@@ -255,18 +255,25 @@ class StepBuilder {
     for (const int layer : layers) {
       const std::string name = tag + "layer " + std::to_string(layer) + " ";
       const bool is_moe = model_.is_moe_layer(layer);
-      if (op.is_forward) {
-        const TaskId attention =
-            chain(compute(s, name + "attention", "attention", total_time(device_, attention_forward(model_, shape_))));
-        tp_reduce(attention, name + "attention");
+      // The layer's forward: attention, then the MoE block or the dense FFN.
+      auto emit_forward = [&](const std::string& prefix, const std::string& category) {
+        const TaskId attention = chain(compute(s, prefix + "attention", category.empty() ? "attention" : category,
+                                               total_time(device_, attention_forward(model_, shape_))));
+        tp_reduce(attention, prefix + "attention");
         if (is_moe) {
-          add_moe_forward(s, layer, name, chain, comm_after);
+          add_moe_forward(s, layer, prefix, chain, comm_after, category);
         } else {
-          const TaskId ffn =
-              chain(compute(s, name + "ffn", "ffn", total_time(device_, dense_ffn_forward(model_, shape_))));
-          tp_reduce(ffn, name + "ffn");
+          const TaskId ffn = chain(compute(s, prefix + "ffn", category.empty() ? "ffn" : category,
+                                           total_time(device_, dense_ffn_forward(model_, shape_))));
+          tp_reduce(ffn, prefix + "ffn");
         }
+      };
+      if (op.is_forward) {
+        emit_forward(name, "");
       } else {
+        // Full recomputation: the layer's forward runs again (its communication too) right before its backward,
+        // as Megatron's per-layer checkpointing does.
+        if (config_.recompute == workloads::Recompute::kFull) emit_forward(name + "recompute ", "recompute");
         if (is_moe) {
           add_moe_backward(s, layer, name, chain, comm_after);
         } else {
@@ -275,7 +282,8 @@ class StepBuilder {
           tp_reduce(ffn, name + "ffn");
         }
         const TaskId attention =
-            chain(compute(s, name + "attention", "attention", total_time(device_, attention_backward(model_, shape_))));
+            chain(compute(s, name + "attention", "attention",
+                          total_time(device_, attention_backward(model_, shape_)) + selective_recompute_time()));
         tp_reduce(attention, name + "attention");
         last_backward_[{s, layer}] = last_task();
       }
@@ -299,18 +307,31 @@ class StepBuilder {
     first_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = static_cast<TaskId>(first_task);
   }
 
+  // `category` overrides the compute tasks' categories (e.g. "recompute"); empty keeps their own.
   template <class Chain, class CommAfter>
-  void add_moe_forward(int s, int layer, const std::string& name, Chain& chain, CommAfter& comm_after) {
+  void add_moe_forward(int s, int layer, const std::string& name, Chain& chain, CommAfter& comm_after,
+                       const std::string& category) {
     const MoeLayerCost& cost = moe_cost(s, layer);
+    auto as = [&](const char* own) { return category.empty() ? std::string(own) : category; };
     const TaskId router =
-        chain(compute(s, name + "router", "router", total_time(device_, router_forward(model_, shape_))));
+        chain(compute(s, name + "router", as("router"), total_time(device_, router_forward(model_, shape_))));
     comm_after(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
     // The shared experts need only the router's input: they run while the dispatch is in flight.
     const std::vector<LayerOp> shared = shared_experts_forward(model_, shape_);
-    if (!shared.empty()) compute(s, name + "shared experts", "shared", total_time(device_, shared));
-    const TaskId experts = chain(compute(s, name + "experts", "experts", cost.experts_forward));
+    if (!shared.empty()) compute(s, name + "shared experts", as("shared"), total_time(device_, shared));
+    const TaskId experts = chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
     comm_after(experts, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
-    chain(compute(s, name + "combine", "combine", total_time(device_, combine_forward(model_, shape_))));
+    chain(compute(s, name + "combine", as("combine"), total_time(device_, combine_forward(model_, shape_))));
+  }
+
+  // Selective recomputation (Korthikanti et al.): the attention core's forward runs again inside its backward.
+  TimePs selective_recompute_time() const {
+    if (config_.recompute != workloads::Recompute::kSelective) return 0;
+    TimePs time = 0;
+    for (const LayerOp& op : attention_forward(model_, shape_)) {
+      if (op.op.kind == compute::OpKind::kAttention) time += compute::op_time(device_, op.op);
+    }
+    return time;
   }
 
   template <class Chain, class CommAfter>

@@ -22,10 +22,12 @@
 // the optimizer step (compute) follows the last reduction, and with ZeRO >= 1 an all-gather of the updated
 // parameters ends the step.
 //
+// Recomputation (config.recompute): full runs each layer's forward again (communication included) right before its
+// backward; selective adds the attention core's forward to the attention backward.
+//
 // Simplifications, stated: the routing of a layer is sampled once (tokens per rank = micro-batch tokens / tp) and
-// used for every micro-batch; dropless capacity; no activation recomputation (the memory model accounts for it,
-// the time does not yet); collectives on different stages are separate lanes' tasks on the same network, so they
-// contend where their links meet.
+// used for every micro-batch; dropless capacity. Collectives of different stages are separate lanes' tasks on the
+// same network, so they contend where their links meet.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +38,7 @@
 #include "sim/compute/cost_profile.hpp"
 #include "sim/step/executor.hpp"
 #include "workloads/layout.hpp"
+#include "workloads/memory.hpp"
 #include "workloads/model.hpp"
 #include "workloads/routing.hpp"
 #include "workloads/schedule.hpp"
@@ -58,6 +61,9 @@ struct StepConfig {
   collectives::A2aAlgorithm a2a_algorithm = collectives::A2aAlgorithm::kDirect;
   compute::Precision gemm_precision = compute::Precision::kBf16;
   int zero_stage = 1;  // 0: all-reduce gradients; >= 1: reduce-scatter, then all-gather the updated parameters
+  // Full: every layer's forward (communication included) runs again before its backward; selective: the attention
+  // core's forward runs again inside the attention backward.
+  workloads::Recompute recompute = workloads::Recompute::kNone;
   ExecutorOptions executor;
 };
 

@@ -77,6 +77,33 @@ TEST(StepBuilder, OneGpuRunsEveryKernelOnceInOrder) {
   EXPECT_EQ(result.execution.network.num_flows, 0u);
 }
 
+TEST(StepBuilder, RecomputationRerunsTheForward) {
+  // One GPU as above. Full recomputation runs every layer's forward again before its backward: 4 layers x 2
+  // micro-batches of attention + router + experts + combine forward more. Selective adds the attention core's
+  // forward (the op of kind attention) to each attention backward.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(1, "100 GB/s", "0.5 us"));
+  const compute::CostProfile profile = test_profile();
+  const compute::DeviceProfile& device = profile.device("test-gpu");
+  StepConfig config = config_for("dp=1,mbs=1,gbs=2", 1);
+  const TimePs plain = run_training_step(cluster, profile, config).step_time;
+  LayerShape shape;
+  shape.seq_len = 512;
+  const workloads::MoeModel& m = config.model;
+  const std::vector<std::int64_t> loads(4, 512);
+  const TimePs layer_forward =
+      sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
+      sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape));
+  config.recompute = workloads::Recompute::kFull;
+  EXPECT_EQ(run_training_step(cluster, profile, config).step_time, plain + 2 * 4 * layer_forward);
+  TimePs core = 0;
+  for (const LayerOp& op : attention_forward(m, shape)) {
+    if (op.op.kind == compute::OpKind::kAttention) core += compute::op_time(device, op.op);
+  }
+  ASSERT_GT(core, 0);
+  config.recompute = workloads::Recompute::kSelective;
+  EXPECT_EQ(run_training_step(cluster, profile, config).step_time, plain + 2 * 4 * core);
+}
+
 TEST(StepBuilder, PipelineFollowsTheScheduleEvaluator) {
   // Two stages on two GPUs, 4 micro-batches, 1F1B. Each stage's forward and backward times are sums of kernel
   // times; the sends between stages are one transfer of T h x 2 bytes (1 us latency + bytes / 100 GB/s). The
