@@ -48,7 +48,7 @@ devices:
     fp32_tflops: 19.5               # datasheet: FP32 19.5 TFLOPS
     hbm_bandwidth: 2.039 TB/s       # datasheet: HBM2e 2,039 GB/s
     comm_bandwidth_per_sm: 19 GB/s  # placeholder: 2,039 GB/s / 108 SMs
-    ops:
+    ops: &placeholder_ops  # the same placeholders on every device, until calibration fits them
       dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
       grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
       attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
@@ -65,14 +65,7 @@ devices:
     fp32_tflops: 67                 # datasheet: FP32 67 TFLOPS
     hbm_bandwidth: 3.35 TB/s        # datasheet: HBM3 3.35 TB/s
     comm_bandwidth_per_sm: 25 GB/s  # placeholder: 3.35 TB/s / 132 SMs
-    ops:
-      dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
-      grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
-      attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
-      router:       {launch_overhead: 3 us, compute_efficiency: 0.3, memory_efficiency: 0.6}
-      permute:      {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      unpermute:    {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      elementwise:  {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.85}
+    ops: *placeholder_ops
   H800-SXM:
     aliases: [H800 SXM5 80GB, H800 SXM5]
     source: NVIDIA H800 Tensor Core GPU datasheet (H800 SXM5); DeepSeek-V3 technical report (132 SMs)
@@ -82,14 +75,7 @@ devices:
     fp32_tflops: 67                 # datasheet: FP32 67 TFLOPS
     hbm_bandwidth: 3.35 TB/s        # datasheet: HBM3 3.35 TB/s
     comm_bandwidth_per_sm: 25 GB/s  # placeholder: 3.35 TB/s / 132 SMs
-    ops:
-      dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
-      grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
-      attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
-      router:       {launch_overhead: 3 us, compute_efficiency: 0.3, memory_efficiency: 0.6}
-      permute:      {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      unpermute:    {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      elementwise:  {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.85}
+    ops: *placeholder_ops
   H200-SXM:
     aliases: [H200 SXM 141GB, H200 SXM5]
     source: NVIDIA H200 Tensor Core GPU datasheet (H200 SXM); the GH100 SXM5 configuration of the H100 whitepaper
@@ -99,14 +85,7 @@ devices:
     fp32_tflops: 67                 # datasheet: FP32 67 TFLOPS
     hbm_bandwidth: 4.8 TB/s         # datasheet: HBM3e 4.8 TB/s
     comm_bandwidth_per_sm: 36 GB/s  # placeholder: 4.8 TB/s / 132 SMs
-    ops:
-      dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
-      grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
-      attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
-      router:       {launch_overhead: 3 us, compute_efficiency: 0.3, memory_efficiency: 0.6}
-      permute:      {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      unpermute:    {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      elementwise:  {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.85}
+    ops: *placeholder_ops
   B200:
     aliases: [HGX B200, B200 SXM]
     source: NVIDIA HGX B200 specifications (per GPU); SM count from the CUDA device query
@@ -116,14 +95,7 @@ devices:
     fp32_tflops: 75                 # HGX B200 spec: FP32 75 TFLOPS per GPU
     hbm_bandwidth: 7.7 TB/s         # HGX B200 spec: 62 TB/s per 8 GPUs (earlier material said 8 TB/s)
     comm_bandwidth_per_sm: 52 GB/s  # placeholder: 7.7 TB/s / 148 SMs
-    ops:
-      dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
-      grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
-      attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
-      router:       {launch_overhead: 3 us, compute_efficiency: 0.3, memory_efficiency: 0.6}
-      permute:      {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      unpermute:    {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      elementwise:  {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.85}
+    ops: *placeholder_ops
   GB200:
     aliases: [B200 (GB200), GB200 NVL72]
     source: NVIDIA GB200 NVL72 specifications (per GPU); SM count from the CUDA device query
@@ -133,14 +105,7 @@ devices:
     fp32_tflops: 80                 # GB200 NVL72 spec: FP32 80 TFLOPS per GPU
     hbm_bandwidth: 8 TB/s           # GB200 NVL72 spec: HBM3e 8 TB/s per GPU
     comm_bandwidth_per_sm: 54 GB/s  # placeholder: 8 TB/s / 148 SMs
-    ops:
-      dense_gemm:   {launch_overhead: 3 us, compute_efficiency: 0.75, memory_efficiency: 0.85}
-      grouped_gemm: {launch_overhead: 3 us, compute_efficiency: 0.65, memory_efficiency: 0.8, token_tile: 128}
-      attention:    {launch_overhead: 3 us, compute_efficiency: 0.6, memory_efficiency: 0.8}
-      router:       {launch_overhead: 3 us, compute_efficiency: 0.3, memory_efficiency: 0.6}
-      permute:      {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      unpermute:    {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.7}
-      elementwise:  {launch_overhead: 3 us, compute_efficiency: 0.5, memory_efficiency: 0.85}
+    ops: *placeholder_ops
 )";
 
 namespace {
