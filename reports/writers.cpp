@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -297,6 +298,32 @@ std::string step_text(const StepReport& r) {
   out += "\n" + std::to_string(r.num_tasks()) + " tasks; " + std::to_string(r.collectives_played()) +
          " collectives simulated flow by flow (" + std::to_string(r.num_flows()) + " flows), " +
          std::to_string(r.collectives_memoized()) + " repeats memoised\n";
+  return out;
+}
+
+std::string plan_text(const PlanResult& r) {
+  std::string out = "moesim plan: train " + r.model() + " on " + r.cluster() + " (" + std::to_string(r.num_gpus()) +
+                    " GPUs), global batch " + std::to_string(r.gbs()) + " sequences of " + std::to_string(r.seq_len()) +
+                    " tokens\n";
+  out += std::to_string(r.num_valid()) + " valid layouts, " + std::to_string(r.num_fit()) + " fit in memory, " +
+         std::to_string(r.num_simulated()) + " simulated\n\n";
+  out += pad("rank", 5, false) + pad("layout", 46, false) + pad("recompute", 10, false) + pad("step", 12) +
+         pad("tokens/s/GPU", 14) + pad("MFU", 8) + pad("memory", 11) + pad("bubble", 9) + "\n";
+  for (const PlanEntry& e : r.ranked()) {
+    out += pad(std::to_string(e.rank()), 5, false) + pad(e.layout(), 46, false) + pad(e.recompute(), 10, false) +
+           pad(fmt("%.1f ms", e.step_time_ms()), 12) + pad(fmt("%.0f", e.tokens_per_s_per_gpu()), 14) +
+           pad(fmt("%.1f%%", 100.0 * e.mfu()), 8) + pad(fmt("%.1f GiB", e.memory_gib()), 11) +
+           pad(fmt("%.0f%%", 100.0 * e.bubble_fraction()), 9) + "\n";
+  }
+  std::map<std::string, int> count;
+  std::map<std::string, std::string> example;
+  for (const PlanEntry& e : r.others()) {
+    if (++count[e.status()] == 1) example[e.status()] = e.layout() + ": " + e.reason();
+  }
+  if (!count.empty()) out += "\nnot ranked:\n";
+  for (const auto& [status, n] : count) {
+    out += "  " + pad(status, 10, false) + pad(std::to_string(n), 6) + "  e.g. " + example[status] + "\n";
+  }
   return out;
 }
 

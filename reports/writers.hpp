@@ -23,6 +23,8 @@ std::string a2a_text(const A2aResult& result);
 std::string capacity_text(const CapacityResult& result);
 // The summary of a simulated step: throughput, the time breakdown per stage, memory, the critical path.
 std::string step_text(const StepReport& r);
+// The planner's ranking, then how many layouts were dropped and why (the reasons in full are in the JSON).
+std::string plan_text(const PlanResult& r);
 
 // Writes `content` to `path` through a temporary file in the same directory and a rename, so readers never
 // see a half-written file. Throws std::invalid_argument naming the path if it cannot be written.

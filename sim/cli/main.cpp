@@ -19,6 +19,7 @@
 #include "sim/cli/args.hpp"
 #include "sim/cli/scenario_flags.hpp"
 #include "sim/compute/cost_profile.hpp"
+#include "sim/plan.hpp"
 #include "sim/scenario.hpp"
 #include "sim/step/builder.hpp"
 #include "sim/step/report.hpp"
@@ -43,6 +44,7 @@ commands:
               capacity factors, per layer; optionally DeepSeek-V3's bias balancing over steps
   step        one training step of a model on a cluster under a parallel layout: step time, tokens/s, MFU,
               where the time goes per pipeline stage, memory per GPU, the critical path
+  plan        rank the parallel layouts that train the model on the cluster (fits in memory, simulated)
   presets     list the shipped clusters and models
 
 Run 'moesim COMMAND --help' for the options of a command.
@@ -211,6 +213,101 @@ int run_step_command(int argc, char** argv, int first) {
   return 0;
 }
 
+// "1,2,4": each an integer in [1, max].
+std::vector<int> parse_int_list(const std::string& flag, const std::string& text, int max) {
+  std::vector<int> values;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', begin);
+    const std::string item = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    std::size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || value < 1 || value > max) {
+      std::string message = "--" + flag;
+      message += ": expected N or N,N,... with each N an integer in [1, " + std::to_string(max) + "], got '";
+      message += text + "'";
+      throw std::invalid_argument(message);
+    }
+    values.push_back(static_cast<int>(value));
+    if (comma == std::string::npos) return values;
+    begin = comma + 1;
+  }
+}
+
+int run_plan_command(int argc, char** argv, int first) {
+  Args args(
+      "moesim plan --cluster C --model M --gbs N [OPTIONS]",
+      "Ranks the parallel layouts (DP x TP x PP x EP x expert-TP, micro-batch size, interleaving) that train the\n"
+      "model on the cluster: every layout the divisibility rules allow, the lightest recomputation that fits\n"
+      "in memory, a compute-only lower bound to prune with, and a simulated step (as moesim step) for the\n"
+      "rest; prints the top N and why the others lost.");
+  declare_common(args);
+  declare_scenario_flags(args);
+  args.option("gbs", "N", "global batch in sequences (required)");
+  args.option("seq-len", "S", "tokens per sequence (default 4096)");
+  args.option("mbs", "N[,N...]", "micro-batch sizes to try (default 1)");
+  args.option("vpp", "N[,N...]", "model chunks per stage to try; > 1 uses the interleaved schedule (default 1)");
+  args.option("max-tp", "N", "largest TP and expert-TP (default: the GPUs of one node)");
+  args.flag("etp", "also try expert tensor parallelism");
+  args.option("recompute", "R", "none | selective | full (default: the lightest that fits)");
+  args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
+  args.option("zero", "N", "ZeRO stage 0..3 (default 1)");
+  args.option("algorithm", "A", "All-to-All algorithm (default direct)");
+  args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
+  args.option("top", "N", "layouts to rank (default 10)");
+  args.option("jobs", "N", "simulation threads (default: the hardware's); the result does not depend on it");
+  args.parse(argc, argv, first);
+  if (args.flag_set("help")) {
+    std::cout << args.help();
+    return 0;
+  }
+  const std::string format = output_format(args);
+  const auto gbs = args.get_int("gbs", 1, 1LL << 40);
+  if (!gbs) throw std::invalid_argument("--gbs: required (the global batch in sequences)");
+  const ScenarioSpec spec = scenario_from_flags(args, false);
+  const ResolvedScenario scenario = resolve(spec);
+  if (!scenario.a2a.model) throw std::invalid_argument("model: moesim plan needs a model, not bytes_per_rank");
+  const topologies::Cluster cluster(scenario.cluster);
+  const compute::CostProfile profile =
+      args.has("profile") ? compute::load_cost_profile(*args.get("profile")) : compute::default_cost_profile();
+  step::StepConfig base;
+  base.model = *scenario.a2a.model;
+  if (auto v = args.get_int("seq-len", 1, 1 << 24)) base.seq_len = *v;
+  base.routing = scenario.a2a.routing;
+  base.seed = scenario.a2a.seed;
+  base.placement = scenario.a2a.placement;
+  if (auto v = args.get("algorithm")) base.a2a_algorithm = collectives::parse_algorithm(*v);
+  if (auto v = args.get("precision")) {
+    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
+    base.gemm_precision = *v == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
+  }
+  if (auto v = args.get_int("zero", 0, 3)) base.zero_stage = static_cast<int>(*v);
+  PlanOptions options;
+  options.enumerate.gbs = *gbs;
+  options.enumerate.max_tp = scenario.cluster.gpus_per_node;
+  if (auto v = args.get_int("max-tp", 1, 1'000'000)) options.enumerate.max_tp = static_cast<int>(*v);
+  if (auto v = args.get("mbs")) options.enumerate.mbs_candidates = parse_int_list("mbs", *v, 1 << 20);
+  if (auto v = args.get("vpp")) options.enumerate.vpp_candidates = parse_int_list("vpp", *v, 1 << 10);
+  options.enumerate.allow_etp = args.flag_set("etp");
+  if (auto v = args.get("recompute")) options.recompute = workloads::parse_recompute(*v);
+  if (auto v = args.get_int("top", 1, 1'000'000)) options.top = static_cast<int>(*v);
+  if (auto v = args.get_int("jobs", 1, 1024)) options.num_threads = static_cast<int>(*v);
+  // Interleaving when asked for more than one chunk per stage: the schedule follows each layout's vpp.
+  const auto started = std::chrono::steady_clock::now();
+  const reports::PlanResult result = run_plan(cluster, profile, base, options);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::string text = format == "json" ? reports::to_json(result) : reports::plan_text(result);
+  if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
+  std::cout << text;
+  if (format == "text") std::fprintf(stdout, "\nplanned in %.2f s of wall time\n", wall);
+  return 0;
+}
+
 int run_capacity_command(int argc, char** argv, int first) {
   Args args("moesim capacity --model M [OPTIONS]",
             "Expert capacity of MoE layers: routes every token (sampled, or replayed from a file) and applies the\n"
@@ -324,6 +421,7 @@ int run(int argc, char** argv) {
     if (command == "a2a") return run_a2a_command(argc, argv, 2, false);
     if (command == "capacity") return run_capacity_command(argc, argv, 2);
     if (command == "step") return run_step_command(argc, argv, 2);
+    if (command == "plan") return run_plan_command(argc, argv, 2);
     if (command == "presets") return run_presets_command(argc, argv, 2);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kTopHelp;

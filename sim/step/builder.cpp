@@ -75,6 +75,49 @@ class StepBuilder {
     for (int l = 0; l < model_.num_layers; ++l) moe_index_.push_back(model_.is_moe_layer(l) ? moe_idx++ : -1);
   }
 
+  // Compute alone, with every expert at the mean load (top-k x tokens x ep / experts copies from the group),
+  // through the schedule evaluator with free communication, plus the optimizer: see step_lower_bound.
+  TimePs lower_bound() {
+    const int p = layout_.pp;
+    const int v = layout_.vpp;
+    const std::int64_t local_tokens = shape_.tokens() / layout_.tp * model_.num_topk * layout_.ep / model_.num_experts;
+    const std::vector<std::int64_t> loads(static_cast<std::size_t>(model_.num_experts / layout_.ep), local_tokens);
+    std::vector<workloads::StageCost> costs(static_cast<std::size_t>(p));
+    for (int vs = 0; vs < p * v; ++vs) {
+      workloads::StageCost& cost = costs[static_cast<std::size_t>(vs % p)];
+      const int first = virtual_first_layer_[static_cast<std::size_t>(vs)];
+      for (int layer = first; layer < first + virtual_num_layers_[static_cast<std::size_t>(vs)]; ++layer) {
+        const bool is_moe = model_.is_moe_layer(layer);
+        cost.forward_ps += total_time(device_, attention_forward(model_, shape_));
+        cost.backward_ps += total_time(device_, attention_backward(model_, shape_)) + selective_recompute_time();
+        const TimePs forward = is_moe ? total_time(device_, router_forward(model_, shape_)) +
+                                            total_time(device_, shared_experts_forward(model_, shape_)) +
+                                            total_time(device_, experts_forward(model_, shape_, loads)) +
+                                            total_time(device_, combine_forward(model_, shape_))
+                                      : total_time(device_, dense_ffn_forward(model_, shape_));
+        cost.forward_ps += forward;
+        cost.backward_ps += is_moe ? total_time(device_, router_backward(model_, shape_)) +
+                                         total_time(device_, shared_experts_backward(model_, shape_)) +
+                                         total_time(device_, experts_backward(model_, shape_, loads)) +
+                                         total_time(device_, combine_backward(model_, shape_))
+                                   : total_time(device_, dense_ffn_backward(model_, shape_));
+        if (config_.recompute == workloads::Recompute::kFull) {
+          cost.backward_ps += total_time(device_, attention_forward(model_, shape_)) + forward;
+        }
+      }
+    }
+    costs.front().forward_ps += total_time(device_, embedding_forward(model_, shape_));
+    costs.front().backward_ps += total_time(device_, embedding_backward(model_, shape_));
+    costs.back().forward_ps += total_time(device_, head_forward(model_, shape_));
+    costs.back().backward_ps += total_time(device_, head_backward(model_, shape_));
+    for (workloads::StageCost& cost : costs) {  // the evaluator takes one cost per chunk pass
+      cost.forward_ps /= v;
+      cost.backward_ps /= v;
+    }
+    const auto order = workloads::pipeline_order(config_.schedule, p, num_microbatches_, v);
+    return workloads::evaluate_pipeline(order, num_microbatches_, v, costs, 0).makespan_ps;
+  }
+
   StepResult build_and_run() {
     const int p = layout_.pp;
     const int v = layout_.vpp;
@@ -452,6 +495,12 @@ StepResult run_training_step(const topologies::Cluster& cluster, const compute::
                              const StepConfig& config) {
   StepBuilder builder(cluster, profile, config);
   return builder.build_and_run();
+}
+
+TimePs step_lower_bound(const topologies::Cluster& cluster, const compute::CostProfile& profile,
+                        const StepConfig& config) {
+  StepBuilder builder(cluster, profile, config);
+  return builder.lower_bound();
 }
 
 }  // namespace moesim::sim::step

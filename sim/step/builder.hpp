@@ -93,4 +93,11 @@ struct StepResult {
 StepResult run_training_step(const topologies::Cluster& cluster, const compute::CostProfile& profile,
                              const StepConfig& config);
 
+// A cheap estimate from below of run_training_step's step time, for the planner's pruning: each stage's compute
+// alone (every expert at the mean load, no skew), through the schedule's exact evaluator with free communication
+// and no optimizer. Communication and skew only add to it in the simulation, so it is a lower bound up to the
+// mean-load assumption (the slowest EP rank's grouped GEMMs are at least the mean rank's, padding aside).
+TimePs step_lower_bound(const topologies::Cluster& cluster, const compute::CostProfile& profile,
+                        const StepConfig& config);
+
 }  // namespace moesim::sim::step

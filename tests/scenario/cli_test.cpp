@@ -287,4 +287,17 @@ TEST(Cli, StepBadInputGetsOneLineAndExitCodeTwo) {
   expect_bad_input(step + "--layout dp=8,pp=2,ep=8 --zero 4", "--zero");
 }
 
+TEST(Cli, PlanRanksLayoutsAndSaysWhyOthersLost) {
+  const CliRun r = moesim(
+      "plan --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --gbs 16 --seq-len 1024 --top 3 "
+      "--format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node j = YAML::Load(r.out);
+  EXPECT_EQ(j["ranked"].size(), 3u);
+  for (const auto& e : j["others"]) EXPECT_FALSE(e["reason"].as<std::string>().empty());
+  expect_bad_input("plan --cluster dgx-h100 --nodes 2 --model mixtral-8x7b", "--gbs");
+  expect_bad_input("plan --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --gbs 16 --mbs 0", "--mbs");
+  expect_bad_input("plan --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --gbs 16 --recompute some", "some");
+}
+
 }  // namespace
