@@ -269,12 +269,13 @@ void write_file_atomically(const std::string& path, const std::string& content) 
 
 std::string step_text(const StepReport& r) {
   const StepInputs& in = r.inputs();
-  std::string out = "moesim step: train " + in.model() + " on " + in.cluster() + " (" + std::to_string(in.num_gpus()) +
-                    " GPUs, " + in.gpu() + "), " + in.layout() + "\n";
+  std::string out = "moesim step: " + in.mode() + " " + in.model() + " on " + in.cluster() + " (" +
+                    std::to_string(in.num_gpus()) + " GPUs, " + in.gpu() + "), " + in.layout() + "\n";
+  const std::string tokens = in.mode() == "decode" ? "1 new token after " + std::to_string(in.context_len()) + " cached"
+                                                   : std::to_string(in.seq_len()) + " tokens";
   out += "schedule " + in.schedule() + ", " + std::to_string(in.num_microbatches()) +
-         " micro-batches of sequences of " + std::to_string(in.seq_len()) + " tokens; routing " + in.routing() +
-         ", All-to-All " + in.algorithm() + "; " + in.precision() + " GEMMs, ZeRO " + std::to_string(in.zero_stage()) +
-         "\n\n";
+         " micro-batches of sequences of " + tokens + "; routing " + in.routing() + ", All-to-All " + in.algorithm() +
+         "; " + in.precision() + " GEMMs, ZeRO " + std::to_string(in.zero_stage()) + "\n\n";
   out += "step time " + fmt("%.2f ms", r.step_time_ms()) + "; " + fmt("%.0f", r.tokens_per_s_per_gpu()) +
          " tokens/s per GPU; " + fmt("%.1f", r.model_tflops_per_gpu()) + " model TFLOP/s per GPU (MFU " +
          fmt("%.1f%%", 100.0 * r.mfu()) + ")\n\n";
@@ -289,7 +290,8 @@ std::string step_text(const StepReport& r) {
   out += "\nmemory per GPU (stage " + std::to_string(m.stage()) + ", " + fmt("%g", m.in_flight_microbatches()) +
          " micro-batches in flight): parameters " + fmt("%.1f", m.parameters_gib()) + " GiB, gradients " +
          fmt("%.1f", m.gradients_gib()) + ", optimizer " + fmt("%.1f", m.optimizer_states_gib()) + ", activations " +
-         fmt("%.1f", m.activations_gib()) + ", All-to-All buffers " + fmt("%.1f", m.a2a_buffers_gib()) + "; total " +
+         fmt("%.1f", m.activations_gib()) + ", All-to-All buffers " + fmt("%.1f", m.a2a_buffers_gib()) +
+         (m.kv_cache_gib() > 0 ? ", KV cache " + fmt("%.1f", m.kv_cache_gib()) : std::string()) + "; total " +
          fmt("%.1f", m.total_gib()) + " of " + fmt("%.1f", m.capacity_gib()) + " GiB (" +
          (m.fits() ? "fits" : "does not fit") + ")\n";
   out += "critical path:";

@@ -147,7 +147,11 @@ int run_step_command(int argc, char** argv, int first) {
   declare_scenario_flags(args);
   args.option("layout", "L", "dp=..,tp=..,pp=..,ep=..,etp=..,vpp=..,mbs=..,gbs=.. (omitted keys: see README)");
   args.option("schedule", "S", "pipeline schedule: 1f1b (default) | interleaved (with vpp > 1) | gpipe");
-  args.option("seq-len", "S", "tokens per sequence (default 4096)");
+  args.option("seq-len", "S", "tokens per sequence (default 4096; prefill: the prompt length)");
+  args.option("mode", "M",
+              "train (default) | prefill (forwards of gbs prompts) | decode (one new token for each of gbs\n"
+              "sequences, --context tokens already cached)");
+  args.option("context", "N", "decode: tokens already in each sequence's KV cache (default: --seq-len)");
   args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
   args.option("zero", "N", "ZeRO stage 0..3 (default 1: distributed optimizer)");
   args.option("recompute", "R",
@@ -200,6 +204,12 @@ int run_step_command(int argc, char** argv, int first) {
   inputs.memory.zero_stage = config.zero_stage;
   if (auto v = args.get("recompute")) inputs.memory.recompute = workloads::parse_recompute(*v);
   config.recompute = inputs.memory.recompute;
+  if (auto v = args.get("mode")) config.mode = workloads::parse_step_mode(*v);
+  config.context_len = config.seq_len;
+  if (auto v = args.get_int("context", 1, 1LL << 30)) config.context_len = *v;
+  inputs.memory.mode = config.mode;
+  inputs.memory.context_length = config.context_len;
+  inputs.memory.inference_batch = config.layout.gbs / config.layout.dp;
 
   const auto started = std::chrono::steady_clock::now();
   const step::StepResult result = step::run_training_step(cluster, profile, config);

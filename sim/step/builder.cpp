@@ -61,6 +61,12 @@ class StepBuilder {
     shape_.tp = layout_.tp;
     shape_.etp = layout_.etp;
     shape_.gemm_precision = config.gemm_precision;
+    if (config.mode == workloads::StepMode::kDecode) {
+      // One new token per sequence, attending to the context already cached.
+      if (config.context_len < 1) throw std::invalid_argument("context: decode needs a context length >= 1");
+      shape_.seq_len = 1;
+      shape_.kv_cache_len = config.context_len;
+    }
     num_microbatches_ = static_cast<int>(workloads::num_microbatches(layout_));
     // Layers of each virtual stage, in model order.
     const std::vector<int> counts = workloads::virtual_stage_layers(model_, layout_);
@@ -123,9 +129,13 @@ class StepBuilder {
     const int v = layout_.vpp;
     const auto order = workloads::pipeline_order(config_.schedule, p, num_microbatches_, v);
     // Pass 1: every stage's tasks in its schedule order, remembering where each pipeline op starts and its send.
+    // Inference runs the forwards alone, in the schedule's order, with no gradients and no optimizer.
+    const bool is_training = config_.mode == workloads::StepMode::kTrain;
     for (int s = 0; s < p; ++s) {
-      for (const workloads::PipelineOp& op : order[static_cast<std::size_t>(s)]) add_pipeline_op(s, op);
-      add_gradient_reduction_and_optimizer(s);
+      for (const workloads::PipelineOp& op : order[static_cast<std::size_t>(s)]) {
+        if (op.is_forward || is_training) add_pipeline_op(s, op);
+      }
+      if (is_training) add_gradient_reduction_and_optimizer(s);
     }
     // Pass 2: a pipeline op on a stage waits for the send that feeds it.
     for (const auto& [key, first_task] : first_task_) {
@@ -448,12 +458,18 @@ class StepBuilder {
   void summarize() {
     const ExecutionResult& run = result_.execution;
     result_.step_time = run.makespan;
-    result_.tokens = layout_.gbs * config_.seq_len;
+    result_.tokens = layout_.gbs * shape_.seq_len;
     const double seconds = static_cast<double>(run.makespan) * 1e-12;
     const int num_gpus = cluster_.num_gpus();
     if (seconds > 0) {
       result_.tokens_per_second_per_gpu = static_cast<double>(result_.tokens) / seconds / num_gpus;
-      const double flops = model_flops_per_token(model_, config_.seq_len) * static_cast<double>(result_.tokens);
+      // Training counts forward and backward (3 x the forward); inference the forward alone, with the attention
+      // term of the keys each token sees.
+      const std::int64_t attended =
+          config_.mode == workloads::StepMode::kDecode ? config_.context_len : config_.seq_len;
+      const double per_token =
+          model_flops_per_token(model_, attended) / (config_.mode == workloads::StepMode::kTrain ? 1.0 : 3.0);
+      const double flops = per_token * static_cast<double>(result_.tokens);
       result_.model_tflops_per_gpu = flops / seconds / num_gpus / 1e12;
       result_.mfu = result_.model_tflops_per_gpu / device_.peak_tflops(config_.gemm_precision);
     }

@@ -1,4 +1,4 @@
-// A training step as a task graph (executor.hpp), built from the model, the parallel layout, the pipeline
+// A training or inference step as a task graph (executor.hpp), built from the model, the parallel layout, the pipeline
 // schedule, the routing and the cost profile, and run on the cluster.
 //
 // Theory of operation. Every GPU of a pipeline stage does the same work at the same time (SPMD), so a stage is one
@@ -64,6 +64,10 @@ struct StepConfig {
   // Full: every layer's forward (communication included) runs again before its backward; selective: the attention
   // core's forward runs again inside the attention backward.
   workloads::Recompute recompute = workloads::Recompute::kNone;
+  // train: forward and backward, gradients, optimizer. prefill: the forwards of gbs sequences of seq_len tokens.
+  // decode: the forwards of one new token for each of gbs sequences with context_len tokens already cached.
+  workloads::StepMode mode = workloads::StepMode::kTrain;
+  std::int64_t context_len = 0;
   ExecutorOptions executor;
 };
 

@@ -239,8 +239,9 @@ std::vector<LayerOp> backward_of(const std::vector<Kernel>& kernels) {
 }
 
 // The causal core for heads_per_gpu query heads and kv_heads_per_gpu key-value heads (formulas above).
+// `cache_bytes_per_token`: what one cached token costs this GPU to read in decode (shape.kv_cache_len > 0).
 Kernel attention_core_kernel(const LayerShape& shape, std::int64_t heads_per_gpu, std::int64_t kv_heads_per_gpu,
-                             std::int64_t qk_dim, std::int64_t v_dim) {
+                             std::int64_t qk_dim, std::int64_t v_dim, double cache_bytes_per_token) {
   const auto b = static_cast<double>(shape.sequences);
   const auto s = static_cast<double>(shape.seq_len);
   const double tokens = b * s;
@@ -256,6 +257,14 @@ Kernel attention_core_kernel(const LayerShape& shape, std::int64_t heads_per_gpu
   op.precision = Precision::kBf16;
   op.flops = 2.0 * b * s * s * heads * (d_qk + d_v) / 2.0;  // QK^T and PV, halved by the causal mask
   op.bytes = qkv_bytes + o_bytes + lse_bytes;
+  if (shape.kv_cache_len > 0) {
+    // Decode: new token i (of s) attends to the cache and to itself and the new tokens before it, so the keys
+    // summed over the new tokens are s x cache + s (s + 1) / 2; the cache is read once per sequence.
+    const auto cache = static_cast<double>(shape.kv_cache_len);
+    const double keys = s * cache + s * (s + 1.0) / 2.0;
+    op.flops = 2.0 * b * keys * heads * (d_qk + d_v);
+    op.bytes += b * cache * cache_bytes_per_token;
+  }
   Kernel kernel{LayerOp{"attention core", op}, Backward::kAttentionCore};
   // Reads Q, K, V, O, dO (dO is O's size) and the log-sum-exp; writes dQ, dK, dV (Q's, K's and V's sizes).
   kernel.backward_bytes = 2.0 * qkv_bytes + 2.0 * o_bytes + lse_bytes;
@@ -291,7 +300,9 @@ std::vector<Kernel> attention_kernels(const MoeModel& model, const LayerShape& s
                std::to_string(tp));
     }
     out.push_back(gemm_kernel("qkv", tokens, (heads + 2 * kv_heads) * head_dim, hidden, p));
-    out.push_back(attention_core_kernel(shape, heads, kv_heads, head_dim, head_dim));
+    // The cache holds this rank's keys and values (KV heads split by tp, or one replicated head each).
+    out.push_back(attention_core_kernel(shape, heads, kv_heads, head_dim, head_dim,
+                                        kBf16Bytes * 2.0 * static_cast<double>(kv_heads * head_dim)));
     out.push_back(gemm_kernel("o proj", tokens, hidden, heads * head_dim, p));
   } else {
     const std::int64_t q_lora = model.q_lora_rank;
@@ -317,7 +328,9 @@ std::vector<Kernel> attention_kernels(const MoeModel& model, const LayerShape& s
     out.push_back(gemm_kernel("kv down", tokens, kv_lora + rope, hidden, p));
     out.push_back(norm_kernel("kv norm", tokens, kv_lora));
     out.push_back(gemm_kernel("kv up", tokens, heads * (nope + v_dim), kv_lora, p));
-    out.push_back(attention_core_kernel(shape, heads, heads, qk_dim, v_dim));
+    // The cache holds the latent and the shared RoPE key, whole on every TP rank.
+    out.push_back(
+        attention_core_kernel(shape, heads, heads, qk_dim, v_dim, kBf16Bytes * static_cast<double>(kv_lora + rope)));
     out.push_back(gemm_kernel("o proj", tokens, hidden, heads * v_dim, p));
   }
   out.push_back(add_kernel("attention residual add", local_tokens, hidden, 2));

@@ -31,6 +31,11 @@ struct LayerShape {
   int tp = 1;
   int etp = 1;
   compute::Precision gemm_precision = compute::Precision::kBf16;  // FP8 training (DeepSeek-V3) or BF16
+  // Decode: the keys each sequence already has in its KV cache; the step's seq_len new tokens attend to those and
+  // to the new tokens before them, and the core reads the cache from HBM. 0: training and prefill (causal
+  // attention within the seq_len tokens). MLA is counted in its non-absorbed form (the same shapes as training),
+  // which undercounts decode FLOPs but not the cache bytes that bound it.
+  std::int64_t kv_cache_len = 0;
 
   std::int64_t tokens() const { return sequences * seq_len; }
 };

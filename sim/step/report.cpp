@@ -43,6 +43,8 @@ reports::StepReport make_step_report(const topologies::Cluster& cluster, const S
   in->set_epsilon(config.executor.epsilon);
   in->set_memoize(config.executor.memoize);
   in->set_profile(inputs.profile_source);
+  in->set_mode(workloads::step_mode_name(config.mode));
+  in->set_context_len(config.context_len);
 
   report.set_step_time_ms(ms(result.step_time));
   report.set_tokens_per_s_per_gpu(result.tokens_per_second_per_gpu);
@@ -73,6 +75,7 @@ reports::StepReport make_step_report(const topologies::Cluster& cluster, const S
   memory->set_optimizer_states_gib(worst.optimizer_states / kGiB);
   memory->set_activations_gib(worst.activations / kGiB);
   memory->set_a2a_buffers_gib(worst.a2a_buffers / kGiB);
+  memory->set_kv_cache_gib(worst.kv_cache / kGiB);
   memory->set_total_gib(worst.total / kGiB);
   memory->set_capacity_gib(capacity / kGiB);
   memory->set_fits(worst.total <= capacity);

@@ -104,6 +104,34 @@ TEST(StepBuilder, RecomputationRerunsTheForward) {
   EXPECT_EQ(run_training_step(cluster, profile, config).step_time, plain + 2 * 4 * core);
 }
 
+TEST(StepBuilder, InferenceRunsTheForwardsAlone) {
+  // One GPU, 2 micro-batches. Prefill: every kernel of the forward, nothing else. Decode: the same with one new
+  // token per sequence attending to 1,000 cached ones (kv_cache_len in the shape).
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(1, "100 GB/s", "0.5 us"));
+  const compute::CostProfile profile = test_profile();
+  const compute::DeviceProfile& device = profile.device("test-gpu");
+  StepConfig config = config_for("dp=1,mbs=1,gbs=2", 1);
+  const workloads::MoeModel& m = config.model;
+  auto forward = [&](const LayerShape& shape) {
+    const std::vector<std::int64_t> loads(4, shape.tokens());  // every token to every expert
+    return sum_time(device, embedding_forward(m, shape)) + sum_time(device, head_forward(m, shape)) +
+           4 * (sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
+                sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape)));
+  };
+  LayerShape prefill;
+  prefill.seq_len = 512;
+  config.mode = workloads::StepMode::kPrefill;
+  EXPECT_EQ(run_training_step(cluster, profile, config).step_time, 2 * forward(prefill));
+  LayerShape decode;
+  decode.seq_len = 1;
+  decode.kv_cache_len = 1000;
+  config.mode = workloads::StepMode::kDecode;
+  config.context_len = 1000;
+  const StepResult r = run_training_step(cluster, profile, config);
+  EXPECT_EQ(r.step_time, 2 * forward(decode));
+  EXPECT_EQ(r.tokens, 2);  // one new token for each of the 2 sequences
+}
+
 TEST(StepBuilder, PipelineFollowsTheScheduleEvaluator) {
   // Two stages on two GPUs, 4 micro-batches, 1F1B. Each stage's forward and backward times are sums of kernel
   // times; the sends between stages are one transfer of T h x 2 bytes (1 us latency + bytes / 100 GB/s). The
