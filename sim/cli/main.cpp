@@ -137,6 +137,45 @@ std::vector<double> parse_factor_list(const std::string& text) {
   }
 }
 
+// The options moesim step and moesim plan share, declared once.
+void declare_step_flags(Args& args) {
+  declare_scenario_flags(args);
+  args.option("seq-len", "S", "tokens per sequence (default 4096; prefill: the prompt length)");
+  args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
+  args.option("zero", "N", "ZeRO stage 0..3 (default 1: distributed optimizer)");
+  args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
+  args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
+}
+
+struct StepSetup {
+  ResolvedScenario scenario;
+  compute::CostProfile profile;
+  step::StepConfig config;  // everything but the layout
+};
+
+// The scenario, the cost profile and the step configuration the shared flags describe.
+StepSetup step_setup_from_flags(const Args& args, const char* command) {
+  StepSetup setup{resolve(scenario_from_flags(args, false)), {}, {}};
+  if (!setup.scenario.a2a.model) {
+    throw std::invalid_argument(std::string("model: moesim ") + command + " needs a model, not bytes_per_rank");
+  }
+  setup.profile =
+      args.has("profile") ? compute::load_cost_profile(*args.get("profile")) : compute::default_cost_profile();
+  step::StepConfig& config = setup.config;
+  config.model = *setup.scenario.a2a.model;
+  if (auto v = args.get_int("seq-len", 1, 1 << 24)) config.seq_len = *v;
+  config.routing = setup.scenario.a2a.routing;
+  config.seed = setup.scenario.a2a.seed;
+  config.placement = setup.scenario.a2a.placement;
+  if (auto v = args.get("algorithm")) config.a2a_algorithm = collectives::parse_algorithm(*v);
+  if (auto v = args.get("precision")) {
+    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
+    config.gemm_precision = *v == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
+  }
+  if (auto v = args.get_int("zero", 0, 3)) config.zero_stage = static_cast<int>(*v);
+  return setup;
+}
+
 int run_step_command(int argc, char** argv, int first) {
   Args args("moesim step --cluster C --model M --layout L [OPTIONS]",
             "Simulates one training step: every pipeline stage's forward and backward of every micro-batch, layer by\n"
@@ -144,21 +183,16 @@ int run_step_command(int argc, char** argv, int first) {
             "dispatch and combine with routing sampled token by token, pipeline sends, DP gradient reduction) played\n"
             "on the flow-level network, on per-stage compute and communication streams.");
   declare_common(args);
-  declare_scenario_flags(args);
+  declare_step_flags(args);
   args.option("layout", "L", "dp=..,tp=..,pp=..,ep=..,etp=..,vpp=..,mbs=..,gbs=.. (omitted keys: see README)");
   args.option("schedule", "S", "pipeline schedule: 1f1b (default) | interleaved (with vpp > 1) | gpipe");
-  args.option("seq-len", "S", "tokens per sequence (default 4096; prefill: the prompt length)");
   args.option("mode", "M",
               "train (default) | prefill (forwards of gbs prompts) | decode (one new token for each of gbs\n"
               "sequences, --context tokens already cached)");
   args.option("context", "N", "decode: tokens already in each sequence's KV cache (default: --seq-len)");
-  args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
-  args.option("zero", "N", "ZeRO stage 0..3 (default 1: distributed optimizer)");
   args.option("recompute", "R",
               "activation recomputation: none (default) | selective (attention core) | full (each layer's\n"
               "forward again before its backward); changes both the time and the memory");
-  args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
-  args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
   args.option("epsilon", "E", "network completion window (default 0.01)");
   args.option("memoize", "on|off", "reuse clean measurements of repeated collectives (default on)");
   args.option("trace", "FILE",
@@ -171,26 +205,13 @@ int run_step_command(int argc, char** argv, int first) {
   }
   const std::string format = output_format(args);
   if (!args.has("layout")) throw std::invalid_argument("--layout: required (e.g. dp=8,tp=1,pp=2,ep=8,mbs=1,gbs=64)");
-  const ScenarioSpec spec = scenario_from_flags(args, false);
-  const ResolvedScenario scenario = resolve(spec);
-  if (!scenario.a2a.model) throw std::invalid_argument("model: moesim step needs a model, not bytes_per_rank");
+  StepSetup setup = step_setup_from_flags(args, "step");
+  const ResolvedScenario& scenario = setup.scenario;
+  const compute::CostProfile& profile = setup.profile;
   const topologies::Cluster cluster(scenario.cluster);
-  const compute::CostProfile profile =
-      args.has("profile") ? compute::load_cost_profile(*args.get("profile")) : compute::default_cost_profile();
-  step::StepConfig config;
-  config.model = *scenario.a2a.model;
+  step::StepConfig& config = setup.config;
   config.layout = workloads::parse_layout(*args.get("layout"), cluster.num_gpus());
   if (auto v = args.get("schedule")) config.schedule = workloads::parse_pipeline_schedule(*v);
-  if (auto v = args.get_int("seq-len", 1, 1 << 24)) config.seq_len = *v;
-  config.routing = scenario.a2a.routing;
-  config.seed = scenario.a2a.seed;
-  config.placement = scenario.a2a.placement;
-  if (auto v = args.get("algorithm")) config.a2a_algorithm = collectives::parse_algorithm(*v);
-  if (auto v = args.get("precision")) {
-    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
-    config.gemm_precision = *v == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
-  }
-  if (auto v = args.get_int("zero", 0, 3)) config.zero_stage = static_cast<int>(*v);
   if (auto v = args.get_double("epsilon", 0.0, 1.0)) config.executor.epsilon = *v;
   if (auto v = args.get("memoize")) {
     if (*v != "on" && *v != "off") throw std::invalid_argument("--memoize: expected on or off, got '" + *v + "'");
@@ -257,18 +278,13 @@ int run_plan_command(int argc, char** argv, int first) {
       "in memory, a compute-only lower bound to prune with, and a simulated step (as moesim step) for the\n"
       "rest; prints the top N and why the others lost.");
   declare_common(args);
-  declare_scenario_flags(args);
+  declare_step_flags(args);
   args.option("gbs", "N", "global batch in sequences (required)");
-  args.option("seq-len", "S", "tokens per sequence (default 4096)");
   args.option("mbs", "N[,N...]", "micro-batch sizes to try (default 1)");
   args.option("vpp", "N[,N...]", "model chunks per stage to try; > 1 uses the interleaved schedule (default 1)");
   args.option("max-tp", "N", "largest TP and expert-TP (default: the GPUs of one node)");
   args.flag("etp", "also try expert tensor parallelism");
   args.option("recompute", "R", "none | selective | full (default: the lightest that fits)");
-  args.option("precision", "P", "GEMM precision: bf16 (default) | fp8");
-  args.option("zero", "N", "ZeRO stage 0..3 (default 1)");
-  args.option("algorithm", "A", "All-to-All algorithm (default direct)");
-  args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
   args.option("top", "N", "layouts to rank (default 10)");
   args.option("jobs", "N", "simulation threads (default: the hardware's); the result does not depend on it");
   args.parse(argc, argv, first);
@@ -279,24 +295,11 @@ int run_plan_command(int argc, char** argv, int first) {
   const std::string format = output_format(args);
   const auto gbs = args.get_int("gbs", 1, 1LL << 40);
   if (!gbs) throw std::invalid_argument("--gbs: required (the global batch in sequences)");
-  const ScenarioSpec spec = scenario_from_flags(args, false);
-  const ResolvedScenario scenario = resolve(spec);
-  if (!scenario.a2a.model) throw std::invalid_argument("model: moesim plan needs a model, not bytes_per_rank");
+  const StepSetup setup = step_setup_from_flags(args, "plan");
+  const ResolvedScenario& scenario = setup.scenario;
+  const compute::CostProfile& profile = setup.profile;
+  const step::StepConfig& base = setup.config;
   const topologies::Cluster cluster(scenario.cluster);
-  const compute::CostProfile profile =
-      args.has("profile") ? compute::load_cost_profile(*args.get("profile")) : compute::default_cost_profile();
-  step::StepConfig base;
-  base.model = *scenario.a2a.model;
-  if (auto v = args.get_int("seq-len", 1, 1 << 24)) base.seq_len = *v;
-  base.routing = scenario.a2a.routing;
-  base.seed = scenario.a2a.seed;
-  base.placement = scenario.a2a.placement;
-  if (auto v = args.get("algorithm")) base.a2a_algorithm = collectives::parse_algorithm(*v);
-  if (auto v = args.get("precision")) {
-    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
-    base.gemm_precision = *v == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
-  }
-  if (auto v = args.get_int("zero", 0, 3)) base.zero_stage = static_cast<int>(*v);
   PlanOptions options;
   options.enumerate.gbs = *gbs;
   options.enumerate.max_tp = scenario.cluster.gpus_per_node;
@@ -307,7 +310,6 @@ int run_plan_command(int argc, char** argv, int first) {
   if (auto v = args.get("recompute")) options.recompute = workloads::parse_recompute(*v);
   if (auto v = args.get_int("top", 1, 1'000'000)) options.top = static_cast<int>(*v);
   if (auto v = args.get_int("jobs", 1, 1024)) options.num_threads = static_cast<int>(*v);
-  // Interleaving when asked for more than one chunk per stage: the schedule follows each layout's vpp.
   const auto started = std::chrono::steady_clock::now();
   const reports::PlanResult result = run_plan(cluster, profile, base, options);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
