@@ -46,6 +46,25 @@ struct MoeLayerCost {
   int combine_grad = -1;   // backward of the dispatch
 };
 
+// What each block's kernels cost: the same in every layer and micro-batch (one shape), so timed once.
+struct BlockTimes {
+  TimePs attention_forward = 0;
+  TimePs attention_backward = 0;  // selective recomputation included
+  TimePs ffn_forward = 0;         // dense layers
+  TimePs ffn_backward = 0;
+  TimePs router_forward = 0;  // MoE layers
+  TimePs router_backward = 0;
+  bool has_shared = false;
+  TimePs shared_forward = 0;
+  TimePs shared_backward = 0;
+  TimePs combine_forward = 0;
+  TimePs combine_backward = 0;
+  TimePs embedding_forward = 0;
+  TimePs embedding_backward = 0;
+  TimePs head_forward = 0;
+  TimePs head_backward = 0;
+};
+
 class StepBuilder {
  public:
   StepBuilder(const topologies::Cluster& cluster, const compute::CostProfile& profile, const StepConfig& config)
@@ -79,6 +98,37 @@ class StepBuilder {
     // MoE-layer index of each layer (the routing's `layer`), -1 for dense ones.
     int moe_idx = 0;
     for (int l = 0; l < model_.num_layers; ++l) moe_index_.push_back(model_.is_moe_layer(l) ? moe_idx++ : -1);
+    time_blocks();
+  }
+
+  void time_blocks() {
+    BlockTimes& t = times_;
+    t.attention_forward = total_time(device_, attention_forward(model_, shape_));
+    t.attention_backward = total_time(device_, attention_backward(model_, shape_));
+    if (config_.recompute == workloads::Recompute::kSelective) {
+      // Selective recomputation (Korthikanti et al.): the attention core's forward runs again in its backward.
+      for (const LayerOp& op : attention_forward(model_, shape_)) {
+        if (op.op.kind == compute::OpKind::kAttention) t.attention_backward += compute::op_time(device_, op.op);
+      }
+    }
+    if (model_.num_dense_layers() > 0) {
+      t.ffn_forward = total_time(device_, dense_ffn_forward(model_, shape_));
+      t.ffn_backward = total_time(device_, dense_ffn_backward(model_, shape_));
+    }
+    if (model_.num_moe_layers() > 0) {
+      t.router_forward = total_time(device_, router_forward(model_, shape_));
+      t.router_backward = total_time(device_, router_backward(model_, shape_));
+      const std::vector<LayerOp> shared = shared_experts_forward(model_, shape_);
+      t.has_shared = !shared.empty();
+      t.shared_forward = total_time(device_, shared);
+      t.shared_backward = total_time(device_, shared_experts_backward(model_, shape_));
+      t.combine_forward = total_time(device_, combine_forward(model_, shape_));
+      t.combine_backward = total_time(device_, combine_backward(model_, shape_));
+    }
+    t.embedding_forward = total_time(device_, embedding_forward(model_, shape_));
+    t.embedding_backward = total_time(device_, embedding_backward(model_, shape_));
+    t.head_forward = total_time(device_, head_forward(model_, shape_));
+    t.head_backward = total_time(device_, head_backward(model_, shape_));
   }
 
   // Compute alone, with every expert at the mean load (top-k x tokens x ep / experts copies from the group),
@@ -88,34 +138,32 @@ class StepBuilder {
     const int v = layout_.vpp;
     const std::int64_t local_tokens = shape_.tokens() / layout_.tp * model_.num_topk * layout_.ep / model_.num_experts;
     const std::vector<std::int64_t> loads(static_cast<std::size_t>(model_.num_experts / layout_.ep), local_tokens);
+    const TimePs experts_forward_time = total_time(device_, experts_forward(model_, shape_, loads));
+    const TimePs experts_backward_time = total_time(device_, experts_backward(model_, shape_, loads));
     std::vector<workloads::StageCost> costs(static_cast<std::size_t>(p));
     for (int vs = 0; vs < p * v; ++vs) {
       workloads::StageCost& cost = costs[static_cast<std::size_t>(vs % p)];
       const int first = virtual_first_layer_[static_cast<std::size_t>(vs)];
       for (int layer = first; layer < first + virtual_num_layers_[static_cast<std::size_t>(vs)]; ++layer) {
         const bool is_moe = model_.is_moe_layer(layer);
-        cost.forward_ps += total_time(device_, attention_forward(model_, shape_));
-        cost.backward_ps += total_time(device_, attention_backward(model_, shape_)) + selective_recompute_time();
-        const TimePs forward = is_moe ? total_time(device_, router_forward(model_, shape_)) +
-                                            total_time(device_, shared_experts_forward(model_, shape_)) +
-                                            total_time(device_, experts_forward(model_, shape_, loads)) +
-                                            total_time(device_, combine_forward(model_, shape_))
-                                      : total_time(device_, dense_ffn_forward(model_, shape_));
+        cost.forward_ps += times_.attention_forward;
+        cost.backward_ps += times_.attention_backward;
+        const TimePs forward =
+            is_moe ? times_.router_forward + times_.shared_forward + experts_forward_time + times_.combine_forward
+                   : times_.ffn_forward;
         cost.forward_ps += forward;
-        cost.backward_ps += is_moe ? total_time(device_, router_backward(model_, shape_)) +
-                                         total_time(device_, shared_experts_backward(model_, shape_)) +
-                                         total_time(device_, experts_backward(model_, shape_, loads)) +
-                                         total_time(device_, combine_backward(model_, shape_))
-                                   : total_time(device_, dense_ffn_backward(model_, shape_));
+        cost.backward_ps +=
+            is_moe ? times_.router_backward + times_.shared_backward + experts_backward_time + times_.combine_backward
+                   : times_.ffn_backward;
         if (config_.recompute == workloads::Recompute::kFull) {
-          cost.backward_ps += total_time(device_, attention_forward(model_, shape_)) + forward;
+          cost.backward_ps += times_.attention_forward + forward;
         }
       }
     }
-    costs.front().forward_ps += total_time(device_, embedding_forward(model_, shape_));
-    costs.front().backward_ps += total_time(device_, embedding_backward(model_, shape_));
-    costs.back().forward_ps += total_time(device_, head_forward(model_, shape_));
-    costs.back().backward_ps += total_time(device_, head_backward(model_, shape_));
+    costs.front().forward_ps += times_.embedding_forward;
+    costs.front().backward_ps += times_.embedding_backward;
+    costs.back().forward_ps += times_.head_forward;
+    costs.back().backward_ps += times_.head_backward;
     for (workloads::StageCost& cost : costs) {  // the evaluator takes one cost per chunk pass
       cost.forward_ps /= v;
       cost.backward_ps /= v;
@@ -300,24 +348,23 @@ class StepBuilder {
     if (!op.is_forward) std::reverse(layers.begin(), layers.end());
 
     if (op.is_forward && is_first_virtual) {
-      chain(compute(s, tag + "embedding", "embedding", total_time(device_, embedding_forward(model_, shape_))));
+      chain(compute(s, tag + "embedding", "embedding", times_.embedding_forward));
     }
     if (!op.is_forward && is_last_virtual) {
-      chain(compute(s, tag + "head", "head", total_time(device_, head_backward(model_, shape_))));
+      chain(compute(s, tag + "head", "head", times_.head_backward));
     }
     for (const int layer : layers) {
       const std::string name = tag + "layer " + std::to_string(layer) + " ";
       const bool is_moe = model_.is_moe_layer(layer);
       // The layer's forward: attention, then the MoE block or the dense FFN.
       auto emit_forward = [&](const std::string& prefix, const std::string& category) {
-        const TaskId attention = chain(compute(s, prefix + "attention", category.empty() ? "attention" : category,
-                                               total_time(device_, attention_forward(model_, shape_))));
+        const TaskId attention = chain(
+            compute(s, prefix + "attention", category.empty() ? "attention" : category, times_.attention_forward));
         tp_reduce(attention, prefix + "attention");
         if (is_moe) {
           add_moe_forward(s, layer, prefix, chain, comm_after, category);
         } else {
-          const TaskId ffn = chain(compute(s, prefix + "ffn", category.empty() ? "ffn" : category,
-                                           total_time(device_, dense_ffn_forward(model_, shape_))));
+          const TaskId ffn = chain(compute(s, prefix + "ffn", category.empty() ? "ffn" : category, times_.ffn_forward));
           tp_reduce(ffn, prefix + "ffn");
         }
       };
@@ -330,22 +377,19 @@ class StepBuilder {
         if (is_moe) {
           add_moe_backward(s, layer, name, chain, comm_after);
         } else {
-          const TaskId ffn =
-              chain(compute(s, name + "ffn", "ffn", total_time(device_, dense_ffn_backward(model_, shape_))));
+          const TaskId ffn = chain(compute(s, name + "ffn", "ffn", times_.ffn_backward));
           tp_reduce(ffn, name + "ffn");
         }
-        const TaskId attention =
-            chain(compute(s, name + "attention", "attention",
-                          total_time(device_, attention_backward(model_, shape_)) + selective_recompute_time()));
+        const TaskId attention = chain(compute(s, name + "attention", "attention", times_.attention_backward));
         tp_reduce(attention, name + "attention");
         last_backward_[{s, layer}] = last_task();
       }
     }
     if (op.is_forward && is_last_virtual) {
-      chain(compute(s, tag + "head", "head", total_time(device_, head_forward(model_, shape_))));
+      chain(compute(s, tag + "head", "head", times_.head_forward));
     }
     if (!op.is_forward && is_first_virtual) {
-      chain(compute(s, tag + "embedding", "embedding", total_time(device_, embedding_backward(model_, shape_))));
+      chain(compute(s, tag + "embedding", "embedding", times_.embedding_backward));
     }
     // The send onward (activations forward, gradients backward), after the chunk's last task.
     const int next_virtual = op.is_forward ? virtual_stage + 1 : virtual_stage - 1;
@@ -366,38 +410,24 @@ class StepBuilder {
                        const std::string& category) {
     const MoeLayerCost& cost = moe_cost(s, layer);
     auto as = [&](const char* own) { return category.empty() ? std::string(own) : category; };
-    const TaskId router =
-        chain(compute(s, name + "router", as("router"), total_time(device_, router_forward(model_, shape_))));
+    const TaskId router = chain(compute(s, name + "router", as("router"), times_.router_forward));
     comm_after(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
     // The shared experts need only the router's input: they run while the dispatch is in flight.
-    const std::vector<LayerOp> shared = shared_experts_forward(model_, shape_);
-    if (!shared.empty()) compute(s, name + "shared experts", as("shared"), total_time(device_, shared));
+    if (times_.has_shared) compute(s, name + "shared experts", as("shared"), times_.shared_forward);
     const TaskId experts = chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
     comm_after(experts, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
-    chain(compute(s, name + "combine", as("combine"), total_time(device_, combine_forward(model_, shape_))));
-  }
-
-  // Selective recomputation (Korthikanti et al.): the attention core's forward runs again inside its backward.
-  TimePs selective_recompute_time() const {
-    if (config_.recompute != workloads::Recompute::kSelective) return 0;
-    TimePs time = 0;
-    for (const LayerOp& op : attention_forward(model_, shape_)) {
-      if (op.op.kind == compute::OpKind::kAttention) time += compute::op_time(device_, op.op);
-    }
-    return time;
+    chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
   }
 
   template <class Chain, class CommAfter>
   void add_moe_backward(int s, int layer, const std::string& name, Chain& chain, CommAfter& comm_after) {
     const MoeLayerCost& cost = moe_cost(s, layer);
-    const TaskId unpermute =
-        chain(compute(s, name + "combine", "combine", total_time(device_, combine_backward(model_, shape_))));
+    const TaskId unpermute = chain(compute(s, name + "combine", "combine", times_.combine_backward));
     comm_after(unpermute, collective(s, kLayerComm, name + "combine grad", "ep", cost.dispatch_grad));
-    const std::vector<LayerOp> shared = shared_experts_backward(model_, shape_);
-    if (!shared.empty()) compute(s, name + "shared experts", "shared", total_time(device_, shared));
+    if (times_.has_shared) compute(s, name + "shared experts", "shared", times_.shared_backward);
     const TaskId experts = chain(compute(s, name + "experts", "experts", cost.experts_backward));
     comm_after(experts, collective(s, kLayerComm, name + "dispatch grad", "ep", cost.combine_grad));
-    chain(compute(s, name + "router", "router", total_time(device_, router_backward(model_, shape_))));
+    chain(compute(s, name + "router", "router", times_.router_backward));
   }
 
   TaskId last_task() const { return static_cast<TaskId>(result_.graph.size() - 1); }
@@ -492,6 +522,7 @@ class StepBuilder {
   const workloads::ParallelLayout& layout_;
   const compute::DeviceProfile& device_;
   LayerShape shape_;
+  BlockTimes times_;
   int num_microbatches_ = 0;
   std::vector<int> virtual_first_layer_;
   std::vector<int> virtual_num_layers_;

@@ -38,6 +38,19 @@ TimePs sum_time(const compute::DeviceProfile& device, const std::vector<LayerOp>
   return total;
 }
 
+// One MoE layer of the tiny model, its kernels summed: every expert receives every one of the shape's tokens.
+TimePs layer_forward(const compute::DeviceProfile& device, const workloads::MoeModel& m, const LayerShape& shape) {
+  const std::vector<std::int64_t> loads(4, shape.tokens());
+  return sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
+         sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape));
+}
+
+TimePs layer_backward(const compute::DeviceProfile& device, const workloads::MoeModel& m, const LayerShape& shape) {
+  const std::vector<std::int64_t> loads(4, shape.tokens());
+  return sum_time(device, combine_backward(m, shape)) + sum_time(device, experts_backward(m, shape, loads)) +
+         sum_time(device, router_backward(m, shape)) + sum_time(device, attention_backward(m, shape));
+}
+
 StepConfig config_for(const std::string& layout, int num_gpus) {
   StepConfig config;
   config.model = tiny_model();
@@ -60,14 +73,10 @@ TEST(StepBuilder, OneGpuRunsEveryKernelOnceInOrder) {
   shape.sequences = 1;
   shape.seq_len = 512;
   const workloads::MoeModel& m = config.model;
-  const std::vector<std::int64_t> loads(4, 512);  // every token to every expert
-  const TimePs per_microbatch =
-      sum_time(device, embedding_forward(m, shape)) + sum_time(device, head_forward(m, shape)) +
-      sum_time(device, head_backward(m, shape)) + sum_time(device, embedding_backward(m, shape)) +
-      4 * (sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
-           sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape)) +
-           sum_time(device, combine_backward(m, shape)) + sum_time(device, experts_backward(m, shape, loads)) +
-           sum_time(device, router_backward(m, shape)) + sum_time(device, attention_backward(m, shape)));
+  const TimePs per_microbatch = sum_time(device, embedding_forward(m, shape)) +
+                                sum_time(device, head_forward(m, shape)) + sum_time(device, head_backward(m, shape)) +
+                                sum_time(device, embedding_backward(m, shape)) +
+                                4 * (layer_forward(device, m, shape) + layer_backward(device, m, shape));
   const std::int64_t params = 4 * (m.num_attention_params() + m.num_router_params() + 4 * m.num_expert_params());
   const TimePs expected = 2 * per_microbatch + compute::op_time(device, optimizer_step(params).op);
   std::printf("  one GPU, 2 micro-batches: expected %.3f us, simulated %.3f us\n", expected * 1e-6,
@@ -89,12 +98,8 @@ TEST(StepBuilder, RecomputationRerunsTheForward) {
   LayerShape shape;
   shape.seq_len = 512;
   const workloads::MoeModel& m = config.model;
-  const std::vector<std::int64_t> loads(4, 512);
-  const TimePs layer_forward =
-      sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
-      sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape));
   config.recompute = workloads::Recompute::kFull;
-  EXPECT_EQ(run_training_step(cluster, profile, config).step_time, plain + 2 * 4 * layer_forward);
+  EXPECT_EQ(run_training_step(cluster, profile, config).step_time, plain + 2 * 4 * layer_forward(device, m, shape));
   TimePs core = 0;
   for (const LayerOp& op : attention_forward(m, shape)) {
     if (op.op.kind == compute::OpKind::kAttention) core += compute::op_time(device, op.op);
@@ -113,10 +118,8 @@ TEST(StepBuilder, InferenceRunsTheForwardsAlone) {
   StepConfig config = config_for("dp=1,mbs=1,gbs=2", 1);
   const workloads::MoeModel& m = config.model;
   auto forward = [&](const LayerShape& shape) {
-    const std::vector<std::int64_t> loads(4, shape.tokens());  // every token to every expert
     return sum_time(device, embedding_forward(m, shape)) + sum_time(device, head_forward(m, shape)) +
-           4 * (sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
-                sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape)));
+           4 * layer_forward(device, m, shape);
   };
   LayerShape prefill;
   prefill.seq_len = 512;
@@ -146,18 +149,13 @@ TEST(StepBuilder, PipelineFollowsTheScheduleEvaluator) {
   LayerShape shape;
   shape.seq_len = 512;
   const workloads::MoeModel& m = config.model;
-  const std::vector<std::int64_t> loads(4, 512);
-  const TimePs layer_forward =
-      sum_time(device, attention_forward(m, shape)) + sum_time(device, router_forward(m, shape)) +
-      sum_time(device, experts_forward(m, shape, loads)) + sum_time(device, combine_forward(m, shape));
-  const TimePs layer_backward =
-      sum_time(device, combine_backward(m, shape)) + sum_time(device, experts_backward(m, shape, loads)) +
-      sum_time(device, router_backward(m, shape)) + sum_time(device, attention_backward(m, shape));
+  const TimePs forward = layer_forward(device, m, shape);
+  const TimePs backward = layer_backward(device, m, shape);
   std::vector<workloads::StageCost> costs(2);
-  costs[0] = {2 * layer_forward + sum_time(device, embedding_forward(m, shape)),
-              2 * layer_backward + sum_time(device, embedding_backward(m, shape))};
-  costs[1] = {2 * layer_forward + sum_time(device, head_forward(m, shape)),
-              2 * layer_backward + sum_time(device, head_backward(m, shape))};
+  costs[0] = {2 * forward + sum_time(device, embedding_forward(m, shape)),
+              2 * backward + sum_time(device, embedding_backward(m, shape))};
+  costs[1] = {2 * forward + sum_time(device, head_forward(m, shape)),
+              2 * backward + sum_time(device, head_backward(m, shape))};
   const TimePs p2p = 1'000'000 + static_cast<TimePs>(512.0 * 256 * 2 / 100e9 * 1e12 + 0.5);
   const auto order = workloads::pipeline_order(workloads::PipelineSchedule::k1F1B, 2, 4, 1);
   const workloads::PipelineTimeline timeline = workloads::evaluate_pipeline(order, 4, 1, costs, p2p);
