@@ -1,5 +1,6 @@
 #include "sim/scenario.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -42,8 +43,66 @@ ScenarioSpec default_scenario() {
                         "<default scenario>");
 }
 
+namespace {
+
+// An integer in [1, max], or a list of them: `mbs: 2` or `mbs: [1, 2]`.
+std::vector<int> int_list(const ConfigMap& map, std::string_view key, int max) {
+  const YAML::Node node = map.raw(key);
+  std::vector<int> values;
+  auto read = [&](const YAML::Node& item) {
+    long long value = 0;
+    if (!item.IsScalar() || !YAML::convert<long long>::decode(item, value) || value < 1 || value > max) {
+      map.fail(key, "expected an integer in [1, " + std::to_string(max) + "] or a list of them");
+    }
+    values.push_back(static_cast<int>(value));
+  };
+  if (node.IsSequence()) {
+    for (const YAML::Node& item : node) read(item);
+    if (values.empty()) map.fail(key, "expected at least one value");
+  } else {
+    read(node);
+  }
+  return values;
+}
+
+void apply_step_keys(StepKeys& keys, const ConfigMap& map) {
+  const std::vector<std::string> names = {"seq_len",  "precision", "zero",    "profile",   "memoize", "layout",
+                                          "schedule", "mode",      "context", "recompute", "gbs",     "mbs",
+                                          "vpp",      "max_tp",    "etp",     "top"};
+  for (const std::string& name : names) {
+    if (map.has(name)) keys.set.emplace_back(name, map.where(name));
+  }
+  if (map.has("seq_len")) keys.seq_len = map.integer("seq_len", std::nullopt, 1, 1 << 24);
+  if (map.has("precision")) keys.precision = map.choice("precision", {"bf16", "fp8"});
+  if (map.has("zero")) keys.zero = static_cast<int>(map.integer("zero", std::nullopt, 0, 3));
+  if (map.has("profile")) keys.profile = map.string("profile");
+  if (map.has("memoize")) keys.memoize = map.boolean("memoize");
+  if (map.has("layout")) keys.layout = map.string("layout");
+  if (map.has("schedule")) keys.schedule = map.choice("schedule", {"1f1b", "interleaved", "gpipe"});
+  if (map.has("mode")) keys.mode = map.choice("mode", {"train", "prefill", "decode"});
+  if (map.has("context")) keys.context = map.integer("context", std::nullopt, 1, 1LL << 30);
+  if (map.has("recompute")) keys.recompute = map.choice("recompute", {"none", "selective", "full"});
+  if (map.has("gbs")) keys.gbs = map.integer("gbs", std::nullopt, 1, 1LL << 40);
+  if (map.has("mbs")) keys.mbs = int_list(map, "mbs", 1 << 20);
+  if (map.has("vpp")) keys.vpp = int_list(map, "vpp", 1 << 10);
+  if (map.has("max_tp")) keys.max_tp = static_cast<int>(map.integer("max_tp", std::nullopt, 1, 1'000'000));
+  if (map.has("etp")) keys.etp = map.boolean("etp");
+  if (map.has("top")) keys.top = static_cast<int>(map.integer("top", std::nullopt, 1, 1'000'000));
+}
+
+}  // namespace
+
+void reject_step_keys(const ScenarioSpec& spec, const std::string& command, const std::vector<std::string>& allowed) {
+  for (const auto& [key, where] : spec.step_keys.set) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      throw std::invalid_argument(where + ": not a key of moesim " + command);
+    }
+  }
+}
+
 ScenarioSpec apply_scenario(ScenarioSpec spec, const YAML::Node& node, const std::string& source) {
   const ConfigMap map(node, source);
+  apply_step_keys(spec.step_keys, map);
   if (map.has("cluster")) {
     const YAML::Node c = map.raw("cluster");
     if (c.IsMap()) {

@@ -26,6 +26,25 @@
 //   seed: 1
 //   epsilon: 0.01              # completion window of the network (see sim/network/network.hpp)
 //   bytes_per_rank: 64 MiB     # instead of a model: a plain all-to-all, each rank's send buffer
+//
+// Keys of `moesim step` and `moesim plan` (the command-line flag of the same name, with - for _, overrides each;
+// the other commands reject them, naming the file and key):
+//   seq_len: 4096              # tokens per sequence
+//   precision: fp8             # GEMM precision: bf16 | fp8
+//   zero: 1                    # ZeRO stage 0..3
+//   profile: h.yaml            # cost profile YAML [built in]
+//   memoize: true              # reuse clean measurements of repeated collectives
+//   layout: dp=8,pp=2,ep=8,mbs=1,gbs=64   # step only: the parallel layout
+//   schedule: 1f1b             # step only: 1f1b | interleaved | gpipe
+//   mode: train                # step only: train | prefill | decode
+//   context: 4096              # step only, decode: tokens already in each sequence's KV cache
+//   recompute: full            # none | selective | full (plan: [the lightest that fits])
+//   gbs: 256                   # plan only: global batch in sequences
+//   mbs: [1, 2]                # plan only: micro-batch sizes to try
+//   vpp: [1, 2]                # plan only: model chunks per stage to try
+//   max_tp: 8                  # plan only: largest TP and expert-TP
+//   etp: false                 # plan only: also try expert tensor parallelism
+//   top: 10                    # plan only: layouts to rank
 #pragma once
 
 #include <cstdint>
@@ -40,6 +59,28 @@
 #include "topologies/cluster_config.hpp"
 
 namespace moesim::sim {
+
+// The keys of `moesim step` and `moesim plan`, as written (validated where they are read, except the layout, which
+// needs the cluster). `set` lists "FILE:LINE: key" for each key given, for the commands that take none of them.
+struct StepKeys {
+  std::optional<std::int64_t> seq_len;
+  std::optional<std::string> precision;
+  std::optional<int> zero;
+  std::optional<std::string> profile;
+  std::optional<bool> memoize;
+  std::optional<std::string> layout;
+  std::optional<std::string> schedule;
+  std::optional<std::string> mode;
+  std::optional<std::int64_t> context;
+  std::optional<std::string> recompute;
+  std::optional<std::int64_t> gbs;
+  std::optional<std::vector<int>> mbs;
+  std::optional<std::vector<int>> vpp;
+  std::optional<int> max_tp;
+  std::optional<bool> etp;
+  std::optional<int> top;
+  std::vector<std::pair<std::string, std::string>> set;  // (key, "FILE:LINE: key") for each key given
+};
 
 // The scenario before resolution: names and values as written, so later layers can override them.
 // NOLINTNEXTLINE(bugprone-exception-escape): copying a YAML::Node allocates; a failure there is fatal anyway.
@@ -72,6 +113,7 @@ struct ScenarioSpec {
   bool token_dedup = true;
   std::uint64_t seed = 1;
   double epsilon = network::kDefaultEpsilon;
+  StepKeys step_keys;
 };
 
 // "dropless", "drop-position", ...: the capacity policies, for key validation and help.
@@ -89,6 +131,10 @@ struct ResolvedScenario {
   topologies::ClusterConfig cluster;
   A2aConfig a2a;
 };
+
+// Throws for the first step or plan key of `spec` that `command` does not take ("layout" for moesim plan, any of
+// them for moesim a2a and capacity), naming the file, line and key. `allowed` lists the keys it does take.
+void reject_step_keys(const ScenarioSpec& spec, const std::string& command, const std::vector<std::string>& allowed);
 
 // Loads cluster and model and checks every value; throws std::invalid_argument naming what is wrong.
 ResolvedScenario resolve(const ScenarioSpec& spec);

@@ -26,6 +26,7 @@ class Args {
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::optional<std::string> get(const std::string& name) const;
   bool flag_set(const std::string& name) const { return has(name); }
+  bool declares(const std::string& name) const { return find(name) != nullptr; }
   const std::vector<std::string>& positional() const { return positional_; }
   // Typed readers with the option named in errors.
   std::optional<long long> get_int(const std::string& name, long long min, long long max) const;

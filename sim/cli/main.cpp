@@ -98,6 +98,7 @@ int run_a2a_command(int argc, char** argv, int first, bool is_default) {
   // The embedded default runs when nothing names a cluster or a workload; otherwise values come from the
   // scenario file, then the flags, over neutral defaults (so none of the default scenario's choices leak in).
   ScenarioSpec spec = scenario_from_flags(args, true);
+  reject_step_keys(spec, "a2a", {});
   if (auto v = args.get_double("capacity-factor", 1e-6, 1e6)) spec.capacity_factor = *v;
 
   const auto started = std::chrono::steady_clock::now();
@@ -145,104 +146,16 @@ void declare_step_flags(Args& args) {
   args.option("zero", "N", "ZeRO stage 0..3 (default 1: distributed optimizer)");
   args.option("profile", "FILE", "cost profile YAML (default: the built-in profile)");
   args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
+  args.option("epsilon", "E", "network completion window (default 0.01)");
+  args.option("memoize", "on|off", "reuse clean measurements of repeated collectives (default on)");
 }
 
 struct StepSetup {
   ResolvedScenario scenario;
   compute::CostProfile profile;
   step::StepConfig config;  // everything but the layout
+  StepKeys keys;            // the scenario's step and plan keys, with the flags applied over them
 };
-
-// The scenario, the cost profile and the step configuration the shared flags describe.
-StepSetup step_setup_from_flags(const Args& args, const char* command) {
-  StepSetup setup{resolve(scenario_from_flags(args, false)), {}, {}};
-  if (!setup.scenario.a2a.model) {
-    throw std::invalid_argument(std::string("model: moesim ") + command + " needs a model, not bytes_per_rank");
-  }
-  setup.profile =
-      args.has("profile") ? compute::load_cost_profile(*args.get("profile")) : compute::default_cost_profile();
-  step::StepConfig& config = setup.config;
-  config.model = *setup.scenario.a2a.model;
-  if (auto v = args.get_int("seq-len", 1, 1 << 24)) config.seq_len = *v;
-  config.routing = setup.scenario.a2a.routing;
-  config.seed = setup.scenario.a2a.seed;
-  config.placement = setup.scenario.a2a.placement;
-  if (auto v = args.get("algorithm")) config.a2a_algorithm = collectives::parse_algorithm(*v);
-  if (auto v = args.get("precision")) {
-    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
-    config.gemm_precision = *v == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
-  }
-  if (auto v = args.get_int("zero", 0, 3)) config.zero_stage = static_cast<int>(*v);
-  return setup;
-}
-
-int run_step_command(int argc, char** argv, int first) {
-  Args args("moesim step --cluster C --model M --layout L [OPTIONS]",
-            "Simulates one training step: every pipeline stage's forward and backward of every micro-batch, layer by\n"
-            "layer, with compute timed by the roofline of the cost profile and every collective (TP all-reduce, EP\n"
-            "dispatch and combine with routing sampled token by token, pipeline sends, DP gradient reduction) played\n"
-            "on the flow-level network, on per-stage compute and communication streams.");
-  declare_common(args);
-  declare_step_flags(args);
-  args.option("layout", "L", "dp=..,tp=..,pp=..,ep=..,etp=..,vpp=..,mbs=..,gbs=.. (omitted keys: see README)");
-  args.option("schedule", "S", "pipeline schedule: 1f1b (default) | interleaved (with vpp > 1) | gpipe");
-  args.option("mode", "M",
-              "train (default) | prefill (forwards of gbs prompts) | decode (one new token for each of gbs\n"
-              "sequences, --context tokens already cached)");
-  args.option("context", "N", "decode: tokens already in each sequence's KV cache (default: --seq-len)");
-  args.option("recompute", "R",
-              "activation recomputation: none (default) | selective (attention core) | full (each layer's\n"
-              "forward again before its backward); changes both the time and the memory");
-  args.option("epsilon", "E", "network completion window (default 0.01)");
-  args.option("memoize", "on|off", "reuse clean measurements of repeated collectives (default on)");
-  args.option("trace", "FILE",
-              "also write a Chrome/Perfetto trace (open in ui.perfetto.dev): a process per stage, a\n"
-              "thread per stream, a slice per task");
-  args.parse(argc, argv, first);
-  if (args.flag_set("help")) {
-    std::cout << args.help();
-    return 0;
-  }
-  const std::string format = output_format(args);
-  if (!args.has("layout")) throw std::invalid_argument("--layout: required (e.g. dp=8,tp=1,pp=2,ep=8,mbs=1,gbs=64)");
-  StepSetup setup = step_setup_from_flags(args, "step");
-  const ResolvedScenario& scenario = setup.scenario;
-  const compute::CostProfile& profile = setup.profile;
-  const topologies::Cluster cluster(scenario.cluster);
-  step::StepConfig& config = setup.config;
-  config.layout = workloads::parse_layout(*args.get("layout"), cluster.num_gpus());
-  if (auto v = args.get("schedule")) config.schedule = workloads::parse_pipeline_schedule(*v);
-  if (auto v = args.get_double("epsilon", 0.0, 1.0)) config.executor.epsilon = *v;
-  if (auto v = args.get("memoize")) {
-    if (*v != "on" && *v != "off") throw std::invalid_argument("--memoize: expected on or off, got '" + *v + "'");
-    config.executor.memoize = *v == "on";
-  }
-  step::StepReportInputs inputs;
-  inputs.cluster_name = scenario.cluster.name;
-  inputs.gpu_profile = profile.device(scenario.cluster.gpu.name, "cluster gpu.name").name;
-  inputs.profile_source = profile.source;
-  inputs.memory.seq_length = config.seq_len;
-  inputs.memory.zero_stage = config.zero_stage;
-  if (auto v = args.get("recompute")) inputs.memory.recompute = workloads::parse_recompute(*v);
-  config.recompute = inputs.memory.recompute;
-  if (auto v = args.get("mode")) config.mode = workloads::parse_step_mode(*v);
-  config.context_len = config.seq_len;
-  if (auto v = args.get_int("context", 1, 1LL << 30)) config.context_len = *v;
-  inputs.memory.mode = config.mode;
-  inputs.memory.context_length = config.context_len;
-  inputs.memory.inference_batch = config.layout.gbs / config.layout.dp;
-
-  const auto started = std::chrono::steady_clock::now();
-  const step::StepResult result = step::run_training_step(cluster, profile, config);
-  const reports::StepReport report = step::make_step_report(cluster, config, result, inputs);
-  if (auto trace = args.get("trace")) step::write_step_trace(config, result, *trace);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const std::string text = format == "json" ? reports::to_json(report) : reports::step_text(report);
-  if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
-  std::cout << text;
-  if (format == "text") std::fprintf(stdout, "\nsimulated in %.2f s of wall time\n", wall);
-  return 0;
-}
 
 // "1,2,4": each an integer in [1, max].
 std::vector<int> parse_int_list(const std::string& flag, const std::string& text, int max) {
@@ -270,6 +183,154 @@ std::vector<int> parse_int_list(const std::string& flag, const std::string& text
   }
 }
 
+bool on_off(const std::string& flag, const std::string& value) {
+  if (value != "on" && value != "off") {
+    throw std::invalid_argument("--" + flag + ": expected on or off, got '" + value + "'");
+  }
+  return value == "on";
+}
+
+// Where a step or plan key's value came from, for messages: the scenario's "FILE:LINE: key", or the flag.
+std::string origin_of(const StepKeys& keys, const std::string& key, const std::string& flag) {
+  for (const auto& [name, where] : keys.set) {
+    if (name == key) return where;
+  }
+  return flag;
+}
+
+// The flags of `command` (the step and plan flags declared by the caller) over the scenario's keys. A key a flag
+// overrides leaves `set`, so that messages name the flag.
+StepKeys step_keys_from_flags(const Args& args, StepKeys keys) {
+  const std::vector<std::pair<std::string, std::string>> flag_of_key = {
+      {"seq_len", "seq-len"}, {"precision", "precision"}, {"zero", "zero"},         {"profile", "profile"},
+      {"memoize", "memoize"}, {"layout", "layout"},       {"schedule", "schedule"}, {"mode", "mode"},
+      {"context", "context"}, {"recompute", "recompute"}, {"gbs", "gbs"},           {"mbs", "mbs"},
+      {"vpp", "vpp"},         {"max_tp", "max-tp"},       {"etp", "etp"},           {"top", "top"}};
+  std::erase_if(keys.set, [&](const auto& entry) {
+    for (const auto& [key, flag] : flag_of_key) {
+      if (key == entry.first) return args.has(flag);
+    }
+    return false;
+  });
+  if (auto v = args.get_int("seq-len", 1, 1 << 24)) keys.seq_len = *v;
+  if (auto v = args.get("precision")) {
+    if (*v != "bf16" && *v != "fp8") throw std::invalid_argument("--precision: expected bf16 or fp8, got '" + *v + "'");
+    keys.precision = *v;
+  }
+  if (auto v = args.get_int("zero", 0, 3)) keys.zero = static_cast<int>(*v);
+  if (auto v = args.get("profile")) keys.profile = *v;
+  if (auto v = args.get("memoize")) keys.memoize = on_off("memoize", *v);
+  if (args.declares("layout")) {
+    if (auto v = args.get("layout")) keys.layout = *v;
+    if (auto v = args.get("schedule")) keys.schedule = *v;
+    if (auto v = args.get("mode")) keys.mode = *v;
+    if (auto v = args.get_int("context", 1, 1LL << 30)) keys.context = *v;
+  }
+  if (auto v = args.get("recompute")) keys.recompute = *v;
+  if (args.declares("gbs")) {
+    if (auto v = args.get_int("gbs", 1, 1LL << 40)) keys.gbs = *v;
+    if (auto v = args.get("mbs")) keys.mbs = parse_int_list("mbs", *v, 1 << 20);
+    if (auto v = args.get("vpp")) keys.vpp = parse_int_list("vpp", *v, 1 << 10);
+    if (auto v = args.get_int("max-tp", 1, 1'000'000)) keys.max_tp = static_cast<int>(*v);
+    if (args.flag_set("etp")) keys.etp = true;
+    if (auto v = args.get_int("top", 1, 1'000'000)) keys.top = static_cast<int>(*v);
+  }
+  return keys;
+}
+
+// The scenario, the cost profile and the step configuration the shared flags and keys describe.
+StepSetup step_setup_from_flags(const Args& args, const char* command, const std::vector<std::string>& allowed_keys) {
+  ScenarioSpec spec = scenario_from_flags(args, false);
+  reject_step_keys(spec, command, allowed_keys);
+  StepSetup setup{resolve(spec), {}, {}, step_keys_from_flags(args, spec.step_keys)};
+  if (!setup.scenario.a2a.model) {
+    throw std::invalid_argument(std::string("model: moesim ") + command + " needs a model, not bytes_per_rank");
+  }
+  const StepKeys& keys = setup.keys;
+  setup.profile = keys.profile ? compute::load_cost_profile(*keys.profile) : compute::default_cost_profile();
+  step::StepConfig& config = setup.config;
+  config.model = *setup.scenario.a2a.model;
+  if (keys.seq_len) config.seq_len = *keys.seq_len;
+  config.routing = setup.scenario.a2a.routing;
+  config.seed = setup.scenario.a2a.seed;
+  config.placement = setup.scenario.a2a.placement;
+  config.a2a_algorithm = setup.scenario.a2a.algorithm;
+  config.executor.epsilon = setup.scenario.a2a.epsilon;
+  if (keys.memoize) config.executor.memoize = *keys.memoize;
+  if (keys.precision)
+    config.gemm_precision = *keys.precision == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
+  if (keys.zero) config.zero_stage = *keys.zero;
+  if (keys.recompute) config.recompute = workloads::parse_recompute(*keys.recompute);
+  return setup;
+}
+
+int run_step_command(int argc, char** argv, int first) {
+  Args args("moesim step --cluster C --model M --layout L [OPTIONS]",
+            "Simulates one training step: every pipeline stage's forward and backward of every micro-batch, layer by\n"
+            "layer, with compute timed by the roofline of the cost profile and every collective (TP all-reduce, EP\n"
+            "dispatch and combine with routing sampled token by token, pipeline sends, DP gradient reduction) played\n"
+            "on the flow-level network, on per-stage compute and communication streams.");
+  declare_common(args);
+  declare_step_flags(args);
+  args.option("layout", "L", "dp=..,tp=..,pp=..,ep=..,etp=..,vpp=..,mbs=..,gbs=.. (omitted keys: see README)");
+  args.option("schedule", "S", "pipeline schedule: 1f1b (default) | interleaved (with vpp > 1) | gpipe");
+  args.option("mode", "M",
+              "train (default) | prefill (forwards of gbs prompts) | decode (one new token for each of gbs\n"
+              "sequences, --context tokens already cached)");
+  args.option("context", "N", "decode: tokens already in each sequence's KV cache (default: --seq-len)");
+  args.option("recompute", "R",
+              "activation recomputation: none (default) | selective (attention core) | full (each layer's\n"
+              "forward again before its backward); changes both the time and the memory");
+  args.option("trace", "FILE",
+              "also write a Chrome/Perfetto trace (open in ui.perfetto.dev): a process per stage, a\n"
+              "thread per stream, a slice per task");
+  args.parse(argc, argv, first);
+  if (args.flag_set("help")) {
+    std::cout << args.help();
+    return 0;
+  }
+  const std::string format = output_format(args);
+  StepSetup setup = step_setup_from_flags(
+      args, "step",
+      {"seq_len", "precision", "zero", "profile", "memoize", "layout", "schedule", "mode", "context", "recompute"});
+  const StepKeys& keys = setup.keys;
+  if (!keys.layout) throw std::invalid_argument("--layout: required (e.g. dp=8,tp=1,pp=2,ep=8,mbs=1,gbs=64)");
+  const ResolvedScenario& scenario = setup.scenario;
+  const compute::CostProfile& profile = setup.profile;
+  const topologies::Cluster cluster(scenario.cluster);
+  step::StepConfig& config = setup.config;
+  try {
+    config.layout = workloads::parse_layout(*keys.layout, cluster.num_gpus());
+    workloads::validate_layout(config.layout, config.model, cluster.num_gpus());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(origin_of(keys, "layout", "--layout") + ": " + e.what());
+  }
+  if (keys.schedule) config.schedule = workloads::parse_pipeline_schedule(*keys.schedule);
+  step::StepReportInputs inputs;
+  inputs.cluster_name = scenario.cluster.name;
+  inputs.gpu_profile = profile.device(scenario.cluster.gpu.name, "cluster gpu.name").name;
+  inputs.profile_source = profile.source;
+  inputs.memory.seq_length = config.seq_len;
+  inputs.memory.zero_stage = config.zero_stage;
+  inputs.memory.recompute = config.recompute;
+  if (keys.mode) config.mode = workloads::parse_step_mode(*keys.mode);
+  config.context_len = keys.context.value_or(config.seq_len);
+  inputs.memory.mode = config.mode;
+  inputs.memory.context_length = config.context_len;
+  inputs.memory.inference_batch = config.layout.gbs / config.layout.dp;
+
+  const auto started = std::chrono::steady_clock::now();
+  const step::StepResult result = step::run_training_step(cluster, profile, config);
+  const reports::StepReport report = step::make_step_report(cluster, config, result, inputs);
+  if (auto trace = args.get("trace")) step::write_step_trace(config, result, *trace);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::string text = format == "json" ? reports::to_json(report) : reports::step_text(report);
+  if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
+  std::cout << text;
+  if (format == "text") std::fprintf(stdout, "\nsimulated in %.2f s of wall time\n", wall);
+  return 0;
+}
+
 int run_plan_command(int argc, char** argv, int first) {
   Args args(
       "moesim plan --cluster C --model M --gbs N [OPTIONS]",
@@ -293,22 +354,23 @@ int run_plan_command(int argc, char** argv, int first) {
     return 0;
   }
   const std::string format = output_format(args);
-  const auto gbs = args.get_int("gbs", 1, 1LL << 40);
-  if (!gbs) throw std::invalid_argument("--gbs: required (the global batch in sequences)");
-  const StepSetup setup = step_setup_from_flags(args, "plan");
+  const StepSetup setup = step_setup_from_flags(
+      args, "plan",
+      {"seq_len", "precision", "zero", "profile", "memoize", "recompute", "gbs", "mbs", "vpp", "max_tp", "etp", "top"});
+  const StepKeys& keys = setup.keys;
+  if (!keys.gbs) throw std::invalid_argument("--gbs: required (the global batch in sequences)");
   const ResolvedScenario& scenario = setup.scenario;
   const compute::CostProfile& profile = setup.profile;
   const step::StepConfig& base = setup.config;
   const topologies::Cluster cluster(scenario.cluster);
   PlanOptions options;
-  options.enumerate.gbs = *gbs;
-  options.enumerate.max_tp = scenario.cluster.gpus_per_node;
-  if (auto v = args.get_int("max-tp", 1, 1'000'000)) options.enumerate.max_tp = static_cast<int>(*v);
-  if (auto v = args.get("mbs")) options.enumerate.mbs_candidates = parse_int_list("mbs", *v, 1 << 20);
-  if (auto v = args.get("vpp")) options.enumerate.vpp_candidates = parse_int_list("vpp", *v, 1 << 10);
-  options.enumerate.allow_etp = args.flag_set("etp");
-  if (auto v = args.get("recompute")) options.recompute = workloads::parse_recompute(*v);
-  if (auto v = args.get_int("top", 1, 1'000'000)) options.top = static_cast<int>(*v);
+  options.enumerate.gbs = *keys.gbs;
+  options.enumerate.max_tp = keys.max_tp.value_or(scenario.cluster.gpus_per_node);
+  if (keys.mbs) options.enumerate.mbs_candidates = *keys.mbs;
+  if (keys.vpp) options.enumerate.vpp_candidates = *keys.vpp;
+  options.enumerate.allow_etp = keys.etp.value_or(false);
+  if (keys.recompute) options.recompute = workloads::parse_recompute(*keys.recompute);
+  if (keys.top) options.top = *keys.top;
   if (auto v = args.get_int("jobs", 1, 1024)) options.num_threads = static_cast<int>(*v);
   const auto started = std::chrono::steady_clock::now();
   const reports::PlanResult result = run_plan(cluster, profile, base, options);
@@ -361,6 +423,7 @@ int run_capacity_command(int argc, char** argv, int first) {
     throw std::invalid_argument(args.has("steps") ? "--steps: needs --bias-rate G" : "--bias-rate: needs --steps N");
   }
   ScenarioSpec spec = scenario_from_flags(args, false);
+  reject_step_keys(spec, "capacity", {});
   if (auto v = args.get_int("tokens", 0, 1LL << 40)) spec.tokens_per_rank = *v;
   CapacityConfig config = resolve_capacity(spec);
   if (auto v = args.get("capacity-factor")) config.factors = parse_factor_list(*v);

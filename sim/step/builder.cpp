@@ -44,6 +44,13 @@ struct MoeLayerCost {
   int combine = -1;
   int dispatch_grad = -1;  // backward of the combine: the dispatch pattern, gradients on the wire
   int combine_grad = -1;   // backward of the dispatch
+  // With expert-TP (etp > 1): the all-gather of the received copies over the ETP group before the experts and the
+  // reduce-scatter of their outputs after; backward: all-gather of the output gradients, reduce-scatter of the
+  // input gradients. -1 without.
+  int etp_gather = -1;
+  int etp_scatter = -1;
+  int etp_gather_grad = -1;
+  int etp_scatter_grad = -1;
 };
 
 // What each block's kernels cost: the same in every layer and micro-batch (one shape), so timed once.
@@ -136,7 +143,9 @@ class StepBuilder {
   TimePs lower_bound() {
     const int p = layout_.pp;
     const int v = layout_.vpp;
-    const std::int64_t local_tokens = shape_.tokens() / layout_.tp * model_.num_topk * layout_.ep / model_.num_experts;
+    // An ETP group's expert shard sees the copies of its etp EP groups (see moe_cost).
+    const std::int64_t local_tokens =
+        shape_.tokens() / layout_.tp * model_.num_topk * layout_.ep * layout_.etp / model_.num_experts;
     const std::vector<std::int64_t> loads(static_cast<std::size_t>(model_.num_experts / layout_.ep), local_tokens);
     const TimePs experts_forward_time = total_time(device_, experts_forward(model_, shape_, loads));
     const TimePs experts_backward_time = total_time(device_, experts_backward(model_, shape_, loads));
@@ -274,21 +283,48 @@ class StepBuilder {
     const workloads::LayerTraffic traffic = workloads::build_layer_traffic(node_of_gpu, options);
 
     MoeLayerCost cost;
-    // Expert compute: every rank of every group with its own experts' loads; the slowest sets the time (the
-    // combine waits for all of them).
+    // Expert compute. With expert-TP, the etp ranks that share an expert shard (the same ep_idx in the EP groups
+    // of every etp_idx with one edp_idx) gather the copies each of them received (all-gather over the ETP group),
+    // and each runs all of them through its 1/etp of the intermediate dimension; a reduce-scatter returns the
+    // outputs. So an ETP group's load of expert e is the sum over its etp EP groups. Every ETP group's every rank
+    // is costed; the slowest sets the time (the combine waits for all of them).
     const std::vector<int> rank_of_expert = workloads::place_experts(config_.placement, model_.num_experts, layout_.ep);
     const auto num_experts = to_size(model_.num_experts);
+    std::map<int, std::vector<std::int64_t>> load_of_edp;  // edp_idx -> copies per expert, summed over etp
     for (std::size_t g = 0; g < traffic.groups.size(); ++g) {
+      const int edp = workloads::rank_coords(layout_, gpu_of[g * to_size(layout_.ep)]).edp_idx;
+      std::vector<std::int64_t>& load = load_of_edp[edp];
+      load.resize(num_experts, 0);
+      for (std::size_t e = 0; e < num_experts; ++e) load[e] += traffic.tokens_per_group_expert[g * num_experts + e];
+    }
+    std::int64_t max_gathered = 0;  // the most copies an ETP group holds after its all-gather
+    for (const auto& [edp, load] : load_of_edp) {
       for (int r = 0; r < layout_.ep; ++r) {
         std::vector<std::int64_t> local;
         for (std::size_t e = 0; e < num_experts; ++e) {
-          if (rank_of_expert[e] == r) local.push_back(traffic.tokens_per_group_expert[g * num_experts + e]);
+          if (rank_of_expert[e] == r) local.push_back(load[e]);
         }
+        std::int64_t copies = 0;
+        for (const std::int64_t c : local) copies += c;
+        max_gathered = std::max(max_gathered, copies);
         cost.experts_forward =
             std::max(cost.experts_forward, total_time(device_, experts_forward(model_, shape_, local)));
         cost.experts_backward =
             std::max(cost.experts_backward, total_time(device_, experts_backward(model_, shape_, local)));
       }
+    }
+    if (layout_.etp > 1) {
+      // The gathered copies (dispatch precision) and the outputs reduce-scattered back (BF16), over every ETP group
+      // of the stage at the size of the fullest one.
+      const double copies = static_cast<double>(max_gathered);
+      cost.etp_gather = ring_spec(s, ParallelGroup::kEtp, collectives::RingCollective::kAllGather,
+                                  copies * model_.dispatch_bytes_per_token());
+      cost.etp_scatter = ring_spec(s, ParallelGroup::kEtp, collectives::RingCollective::kReduceScatter,
+                                   copies * model_.hidden_size * kActBytes);
+      cost.etp_gather_grad = ring_spec(s, ParallelGroup::kEtp, collectives::RingCollective::kAllGather,
+                                       copies * model_.hidden_size * kGradBytes);
+      cost.etp_scatter_grad = ring_spec(s, ParallelGroup::kEtp, collectives::RingCollective::kReduceScatter,
+                                        copies * model_.hidden_size * kGradBytes);
     }
     collectives::TransferGraph dispatch;
     for (const auto& group : traffic.groups) {
@@ -414,7 +450,13 @@ class StepBuilder {
     comm_after(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
     // The shared experts need only the router's input: they run while the dispatch is in flight.
     if (times_.has_shared) compute(s, name + "shared experts", as("shared"), times_.shared_forward);
-    const TaskId experts = chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
+    if (cost.etp_gather >= 0) {
+      comm_after(last_comm_, collective(s, kLayerComm, name + "etp all-gather", "etp", cost.etp_gather));
+    }
+    TaskId experts = chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
+    if (cost.etp_scatter >= 0) {
+      experts = comm_after(experts, collective(s, kLayerComm, name + "etp reduce-scatter", "etp", cost.etp_scatter));
+    }
     comm_after(experts, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
     chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
   }
@@ -425,7 +467,14 @@ class StepBuilder {
     const TaskId unpermute = chain(compute(s, name + "combine", "combine", times_.combine_backward));
     comm_after(unpermute, collective(s, kLayerComm, name + "combine grad", "ep", cost.dispatch_grad));
     if (times_.has_shared) compute(s, name + "shared experts", "shared", times_.shared_backward);
-    const TaskId experts = chain(compute(s, name + "experts", "experts", cost.experts_backward));
+    if (cost.etp_gather_grad >= 0) {
+      comm_after(last_comm_, collective(s, kLayerComm, name + "etp all-gather grad", "etp", cost.etp_gather_grad));
+    }
+    TaskId experts = chain(compute(s, name + "experts", "experts", cost.experts_backward));
+    if (cost.etp_scatter_grad >= 0) {
+      experts =
+          comm_after(experts, collective(s, kLayerComm, name + "etp reduce-scatter grad", "etp", cost.etp_scatter_grad));
+    }
     comm_after(experts, collective(s, kLayerComm, name + "dispatch grad", "ep", cost.combine_grad));
     chain(compute(s, name + "router", "router", times_.router_backward));
   }

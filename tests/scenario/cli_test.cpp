@@ -300,4 +300,40 @@ TEST(Cli, PlanRanksLayoutsAndSaysWhyOthersLost) {
   expect_bad_input("plan --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --gbs 16 --recompute some", "some");
 }
 
+TEST(Cli, StepAndPlanReadTheirKeysFromTheScenarioAndFlagsOverrideThem) {
+  const std::string file = testing::TempDir() + "step_scenario.yaml";
+  std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\nseq_len: 1024\n"
+                         "layout: dp=8,pp=2,ep=8,mbs=1,gbs=16\nrecompute: selective\nzero: 2\n";
+  const CliRun r = moesim("step --scenario " + file + " --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node j = YAML::Load(r.out);
+  EXPECT_EQ(j["inputs"]["layout"].as<std::string>(), "dp=8,tp=1,pp=2,ep=8,etp=1,vpp=1,mbs=1,gbs=16");
+  EXPECT_EQ(j["inputs"]["seq_len"].as<std::int64_t>(), 1024);
+  const CliRun flags = moesim("step --scenario " + file + " --layout dp=16,ep=8,mbs=1,gbs=16 --format json");
+  ASSERT_EQ(flags.exit_code, 0) << flags.err;
+  EXPECT_EQ(YAML::Load(flags.out)["inputs"]["layout"].as<std::string>(),
+            "dp=16,tp=1,pp=1,ep=8,etp=1,vpp=1,mbs=1,gbs=16");
+  // The same keys given as flags give the same step, byte for byte.
+  const CliRun same = moesim(
+      "step --cluster dgx-h100 --nodes 2 --model mixtral-8x7b --seq-len 1024 --layout dp=8,pp=2,ep=8,mbs=1,gbs=16 "
+      "--recompute selective --zero 2 --format json");
+  EXPECT_EQ(same.out, r.out);
+
+  // Keys a command does not take are errors naming the file, line and key.
+  expect_bad_input("step --scenario " + file + " --layout dp=8,pp=2,ep=8,mbs=1,gbs=16 --zero 1 --gbs 4", "--gbs");
+  expect_bad_input("plan --scenario " + file + " --gbs 16", "step_scenario.yaml:5: layout: not a key of moesim plan");
+  expect_bad_input("a2a --scenario " + file, "step_scenario.yaml:4: seq_len: not a key of moesim a2a");
+  expect_bad_input("capacity --scenario " + file, "seq_len: not a key of moesim capacity");
+  std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\nlayout: dp=8,pp=2,ep=16\n";
+  expect_bad_input("step --scenario " + file, "step_scenario.yaml:4: layout: ");
+  std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\ngbs: 16\nmbs: [1, 0]\n";
+  expect_bad_input("plan --scenario " + file, "step_scenario.yaml:5: mbs");
+  std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\ngbs: 16\nmbs: [1, 2]\ntop: 3\n"
+                         "seq_len: 1024\n";
+  const CliRun plan = moesim("plan --scenario " + file + " --format json");
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_EQ(YAML::Load(plan.out)["ranked"].size(), 3u);
+  std::filesystem::remove(file);
+}
+
 }  // namespace

@@ -184,6 +184,46 @@ TEST(StepBuilder, SameInputsSameStep) {
   EXPECT_NEAR(static_cast<double>(a.step_time), static_cast<double>(played.step_time), 0.02 * played.step_time);
 }
 
+// The duration of the first compute task named `name` (e.g. "fwd mb0 layer 0 experts"); -1 if there is none.
+TimePs task_duration(const StepResult& result, const std::string& name) {
+  for (const Task& task : result.graph.tasks()) {
+    if (task.name == name && task.kind == TaskKind::kCompute) return task.duration;
+  }
+  return -1;
+}
+
+int count_category(const StepResult& result, const std::string& category) {
+  int n = 0;
+  for (const Task& task : result.graph.tasks()) n += task.category == category ? 1 : 0;
+  return n;
+}
+
+TEST(StepBuilder, ExpertTensorParallelismGathersItsGroupsTokens) {
+  // Four GPUs, one stage, every token picks all 4 experts (tiny_model), T = 512 tokens per GPU.
+  // EP 4: each rank holds one expert and receives T copies from each of the 4 ranks: load 4T.
+  // ETP 4 (EP 1): each rank holds all 4 experts at a quarter of the width; its ETP group's 4 EP groups (one GPU
+  // each) route T copies to each expert, gathered: each rank runs 4 experts x 4T rows at width / 4. Same FLOPs, so
+  // both cost what layer_ops says for those loads, and only the ETP layout has ETP all-gathers / reduce-scatters:
+  // per MoE layer and micro-batch 2 forward and 2 backward.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(4, "100 GB/s", "0.5 us"));
+  const compute::CostProfile profile = test_profile();
+  const compute::DeviceProfile& device = profile.device("test-gpu");
+  const workloads::MoeModel m = tiny_model();
+  LayerShape shape;
+  shape.seq_len = 512;
+  const StepResult ep = run_training_step(cluster, profile, config_for("dp=4,ep=4,mbs=1,gbs=4", 4));
+  EXPECT_EQ(task_duration(ep, "fwd mb0 layer 0 experts"), sum_time(device, experts_forward(m, shape, {4 * 512})));
+  EXPECT_EQ(count_category(ep, "etp"), 0);
+  shape.etp = 4;
+  const StepResult etp = run_training_step(cluster, profile, config_for("dp=4,ep=1,etp=4,mbs=1,gbs=4", 4));
+  EXPECT_EQ(task_duration(etp, "fwd mb0 layer 0 experts"),
+            sum_time(device, experts_forward(m, shape, {4 * 512, 4 * 512, 4 * 512, 4 * 512})));
+  EXPECT_EQ(task_duration(etp, "bwd mb0 layer 0 experts"),
+            sum_time(device, experts_backward(m, shape, {4 * 512, 4 * 512, 4 * 512, 4 * 512})));
+  EXPECT_EQ(count_category(etp, "etp"), 4 * 1 * 4);  // 4 layers x 1 micro-batch x 4 collectives
+  EXPECT_LT(etp.mfu, 1.0);
+}
+
 TEST(StepBuilder, InvalidLayoutsAreRejected) {
   const topologies::Cluster cluster(moesim::testing::crossbar_config(4, "100 GB/s", "0.5 us"));
   const compute::CostProfile profile = test_profile();
