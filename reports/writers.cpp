@@ -275,7 +275,10 @@ std::string step_text(const StepReport& r) {
                                                    : std::to_string(in.seq_len()) + " tokens";
   out += "schedule " + in.schedule() + ", " + std::to_string(in.num_microbatches()) +
          " micro-batches of sequences of " + tokens + "; routing " + in.routing() + ", All-to-All " + in.algorithm() +
-         "; " + in.precision() + " GEMMs, ZeRO " + std::to_string(in.zero_stage()) + "\n\n";
+         "; " + in.precision() + " GEMMs, ZeRO " + std::to_string(in.zero_stage()) + ", recompute " + in.recompute();
+  if (in.routing_samples() > 1) out += ", " + std::to_string(in.routing_samples()) + " routing samples per layer";
+  if (in.comm_sms() > 0) out += ", " + std::to_string(in.comm_sms()) + " SMs for communication";
+  out += "\n\n";
   out += "step time " + fmt("%.2f ms", r.step_time_ms()) + "; " + fmt("%.0f", r.tokens_per_s_per_gpu()) +
          " tokens/s per GPU; " + fmt("%.1f", r.model_tflops_per_gpu()) + " model TFLOP/s per GPU (MFU " +
          fmt("%.1f%%", 100.0 * r.mfu()) + ")\n\n";
@@ -309,13 +312,17 @@ std::string plan_text(const PlanResult& r) {
                     " tokens\n";
   out += std::to_string(r.num_valid()) + " valid layouts, " + std::to_string(r.num_fit()) + " fit in memory, " +
          std::to_string(r.num_simulated()) + " simulated\n\n";
-  out += pad("rank", 5, false) + pad("layout", 46, false) + pad("recompute", 10, false) + pad("step", 12) +
+  // The layout column fits the longest layout (they grow with the GPU count), two spaces before the next.
+  std::size_t layout_width = std::string("layout").size();
+  for (const PlanEntry& e : r.ranked()) layout_width = std::max(layout_width, e.layout().size());
+  layout_width += 2;
+  out += pad("rank", 5, false) + pad("layout", layout_width, false) + pad("recompute", 10, false) + pad("step", 12) +
          pad("tokens/s/GPU", 14) + pad("MFU", 8) + pad("memory", 11) + pad("bubble", 9) + "\n";
   for (const PlanEntry& e : r.ranked()) {
-    out += pad(std::to_string(e.rank()), 5, false) + pad(e.layout(), 46, false) + pad(e.recompute(), 10, false) +
-           pad(fmt("%.1f ms", e.step_time_ms()), 12) + pad(fmt("%.0f", e.tokens_per_s_per_gpu()), 14) +
-           pad(fmt("%.1f%%", 100.0 * e.mfu()), 8) + pad(fmt("%.1f GiB", e.memory_gib()), 11) +
-           pad(fmt("%.0f%%", 100.0 * e.bubble_fraction()), 9) + "\n";
+    out += pad(std::to_string(e.rank()), 5, false) + pad(e.layout(), layout_width, false) +
+           pad(e.recompute(), 10, false) + pad(fmt("%.1f ms", e.step_time_ms()), 12) +
+           pad(fmt("%.0f", e.tokens_per_s_per_gpu()), 14) + pad(fmt("%.1f%%", 100.0 * e.mfu()), 8) +
+           pad(fmt("%.1f GiB", e.memory_gib()), 11) + pad(fmt("%.0f%%", 100.0 * e.bubble_fraction()), 9) + "\n";
   }
   std::map<std::string, int> count;
   std::map<std::string, std::string> example;

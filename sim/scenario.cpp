@@ -77,6 +77,10 @@ void apply_step_keys(StepKeys& keys, const ConfigMap& map) {
   if (map.has("zero")) keys.zero = static_cast<int>(map.integer("zero", std::nullopt, 0, 3));
   if (map.has("profile")) keys.profile = map.string("profile");
   if (map.has("memoize")) keys.memoize = map.boolean("memoize");
+  if (map.has("comm_sms")) keys.comm_sms = static_cast<int>(map.integer("comm_sms", std::nullopt, 0, 1'000'000));
+  if (map.has("routing_samples")) {
+    keys.routing_samples = static_cast<int>(map.integer("routing_samples", std::nullopt, 1, 1'000'000));
+  }
   if (map.has("layout")) keys.layout = map.string("layout");
   if (map.has("schedule")) keys.schedule = map.choice("schedule", {"1f1b", "interleaved", "gpipe"});
   if (map.has("mode")) keys.mode = map.choice("mode", {"train", "prefill", "decode"});
@@ -95,7 +99,10 @@ void apply_step_keys(StepKeys& keys, const ConfigMap& map) {
 void reject_step_keys(const ScenarioSpec& spec, const std::string& command, const std::vector<std::string>& allowed) {
   for (const auto& [key, where] : spec.step_keys.set) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      throw std::invalid_argument(where + ": not a key of moesim " + command);
+      std::string message = where;
+      message += ": not a key of moesim ";
+      message += command;
+      throw std::invalid_argument(message);
     }
   }
 }

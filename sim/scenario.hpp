@@ -34,6 +34,8 @@
 //   zero: 1                    # ZeRO stage 0..3
 //   profile: h.yaml            # cost profile YAML [built in]
 //   memoize: true              # reuse clean measurements of repeated collectives
+//   comm_sms: 20               # SMs each GPU gives its communication kernels [0: none reserved]
+//   routing_samples: 1         # routings sampled per MoE layer; micro-batch m uses sample m mod this
 //   layout: dp=8,pp=2,ep=8,mbs=1,gbs=64   # step only: the parallel layout
 //   schedule: 1f1b             # step only: 1f1b | interleaved | gpipe
 //   mode: train                # step only: train | prefill | decode
@@ -68,6 +70,8 @@ struct StepKeys {
   std::optional<int> zero;
   std::optional<std::string> profile;
   std::optional<bool> memoize;
+  std::optional<int> comm_sms;
+  std::optional<int> routing_samples;
   std::optional<std::string> layout;
   std::optional<std::string> schedule;
   std::optional<std::string> mode;

@@ -244,6 +244,15 @@ double in_flight_microbatches(const ParallelLayout& layout, int pp_idx) {
   return chunks / vpp;
 }
 
+HeldParameters layer_params_per_gpu(const MoeModel& model, const ParallelLayout& layout, int layer) {
+  const Params p = layer_params(model, split_of(layout, MemoryOptions{}), layout.tp, model.is_moe_layer(layer));
+  return {p.dense, p.expert};
+}
+
+double embedding_params_per_gpu(const MoeModel& model, const ParallelLayout& layout) {
+  return padded_vocab(model, layout.tp) * model.hidden_size / layout.tp;
+}
+
 MemoryBreakdown memory_of_stage(const MoeModel& model, const ParallelLayout& layout, const MemoryOptions& options,
                                 int pp_idx) {
   validate_layout(layout, model, layout.num_gpus());

@@ -150,6 +150,17 @@ void validate_memory_options(const MemoryOptions& options);
 double layer_activation_bytes(const MoeModel& model, const ParallelLayout& layout, const MemoryOptions& options,
                               bool is_moe_layer);
 
+// Parameters one GPU holds, as the memory model counts them (so the step's gradient reductions and optimizer move
+// what memory_of_stage stores): dense ones (attention with the layer's norms, the router whole, shared experts or
+// the dense FFN split by tp) and routed-expert ones (num_experts / ep experts split by etp).
+struct HeldParameters {
+  double dense = 0;
+  double expert = 0;
+};
+HeldParameters layer_params_per_gpu(const MoeModel& model, const ParallelLayout& layout, int layer);
+// The vocabulary-parallel embedding table (padded vocabulary x hidden / tp), the same size as the untied head's.
+double embedding_params_per_gpu(const MoeModel& model, const ParallelLayout& layout);
+
 // Micro-batches' worth of activations pipeline rank pp_idx keeps at its peak (header), before any override.
 double in_flight_microbatches(const ParallelLayout& layout, int pp_idx);
 

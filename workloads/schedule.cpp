@@ -172,6 +172,11 @@ PipelineTimeline evaluate_pipeline(const std::vector<std::vector<PipelineOp>>& o
       throw std::invalid_argument("pipeline stage " + std::to_string(s) + " cost: must be >= 0 ps, got forward " +
                                   std::to_string(cost.forward_ps) + ", backward " + std::to_string(cost.backward_ps));
     }
+    if (cost.backward_output_lead_ps < 0 || cost.backward_output_lead_ps > cost.backward_ps) {
+      throw std::invalid_argument("pipeline stage " + std::to_string(s) +
+                                  " backward output lead: must be in [0, backward], got " +
+                                  std::to_string(cost.backward_output_lead_ps));
+    }
     const std::vector<PipelineOp>& ops = order[static_cast<std::size_t>(s)];
     if (ops.size() != 2 * passes) {
       throw std::invalid_argument("pipeline order: stage " + std::to_string(s) + " must hold " +
@@ -200,6 +205,7 @@ PipelineTimeline evaluate_pipeline(const std::vector<std::vector<PipelineOp>>& o
   constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   const int last_stage = num_stages - 1;
   const TimePs ring_ps = num_stages > 1 ? p2p_ps : 0;  // stage p - 1 to stage 0 (none when p = 1)
+  const auto su_of = [](int s) { return static_cast<std::size_t>(s); };
   const auto dependency = [&](int s, const PipelineOp& op) -> std::pair<std::size_t, TimePs> {
     const int mb = op.microbatch_idx;
     const int c = op.chunk_idx;
@@ -208,8 +214,9 @@ PipelineTimeline evaluate_pipeline(const std::vector<std::vector<PipelineOp>>& o
       if (c > 0) return {slot(last_stage, true, mb, c - 1), ring_ps};
       return {kNone, 0};
     }
-    if (s < last_stage) return {slot(s + 1, false, mb, c), p2p_ps};
-    if (c < num_chunks - 1) return {slot(0, false, mb, c + 1), ring_ps};
+    // The input gradients leave the producing stage's backward its backward_output_lead_ps before that ends.
+    if (s < last_stage) return {slot(s + 1, false, mb, c), p2p_ps - stage_costs[su_of(s + 1)].backward_output_lead_ps};
+    if (c < num_chunks - 1) return {slot(0, false, mb, c + 1), ring_ps - stage_costs[0].backward_output_lead_ps};
     return {slot(s, true, mb, c), 0};
   };
 

@@ -78,6 +78,9 @@ int peak_in_flight(const std::vector<PipelineOp>& stage_order);
 struct StageCost {
   TimePs forward_ps = 0;
   TimePs backward_ps = 0;
+  // The backward's output (the input gradients sent to the previous stage) is ready this long before the backward
+  // ends: the weight gradients computed after it. Its send leaves then. 0 <= lead <= backward_ps.
+  TimePs backward_output_lead_ps = 0;
 };
 
 struct TimedPipelineOp {

@@ -84,7 +84,8 @@ constexpr int kMaxRedraws = 32;
 constexpr std::int64_t kMinPicksPerThread = std::int64_t{1} << 16;
 constexpr double kNever = std::numeric_limits<double>::infinity();  // a bound no draw reaches
 constexpr int kNoLimit = std::numeric_limits<int>::max();
-constexpr std::uint64_t kStepStream = 0x747261696e737470ULL;  // "trainstp": token streams of later steps
+constexpr std::uint64_t kStepStream = 0x747261696e737470ULL;   // "trainstp": token streams of later steps
+constexpr std::uint64_t kBatchStream = 0x6d6963726f626174ULL;  // "microbat": token streams of later batches
 
 __extension__ using Uint128 = unsigned __int128;
 
@@ -956,6 +957,7 @@ void validate_policy_and_sources(const TrafficOptions& o) {
   }
   if (o.layer < 0) fail("layer: must be >= 0, got " + std::to_string(o.layer));
   if (o.step < 0) fail("step: must be >= 0, got " + std::to_string(o.step));
+  if (o.batch < 0) fail("batch: must be >= 0, got " + std::to_string(o.batch));
   if (!o.expert_bias.empty()) {
     if (o.expert_bias.size() != to_size(o.num_experts)) {
       fail("expert_bias: expected " + std::to_string(o.num_experts) + " values (one per expert), got " +
@@ -1294,10 +1296,13 @@ LayerTraffic build_layer_traffic(const std::vector<int>& node_of_gpu, const Traf
   const std::int64_t wanted = num_threads > 0 ? num_threads : std::max(1u, std::thread::hardware_concurrency());
   const auto num_workers =
       static_cast<int>(std::max<std::int64_t>(1, std::min({wanted, num_picks / kMinPicksPerThread, num_units})));
-  // Token streams per (seed, layer, step, group, rank); layer 0 at step 0 draws from the seed itself.
-  const std::uint64_t token_seed =
+  // Token streams per (seed, layer, step, batch, group, rank); layer 0 at step 0, batch 0 draws from the seed itself.
+  std::uint64_t token_seed =
       options.step == 0 ? seed
                         : hash_combine(hash_combine(seed, kStepStream), static_cast<std::uint64_t>(options.step));
+  if (options.batch > 0) {
+    token_seed = hash_combine(hash_combine(token_seed, kBatchStream), static_cast<std::uint64_t>(options.batch));
+  }
 
   std::vector<std::unique_ptr<RankSampler>> samplers(to_size(num_workers));
   std::vector<std::exception_ptr> errors(to_size(num_workers));

@@ -45,6 +45,8 @@ struct TrafficOptions {
   Placement placement = Placement::kContiguous;
   int layer = 0;  // which layer: its own popularity, and its own rows of a replayed file
   int step = 0;   // training step, for drift
+  // Which batch of tokens within the step (e.g. a micro-batch): the same popularity and drift, tokens of their own.
+  int batch = 0;
   CapacitySpec capacity{};
   // Added to each expert's log weight for selection only (auxiliary-loss-free balancing); empty: none.
   std::vector<double> expert_bias{};

@@ -1,9 +1,12 @@
 // moesim: the command line. Parses arguments, runs the command, prints or writes its results. This is the only
 // place where an error becomes an exit code: 2 for bad input (std::invalid_argument), 1 for anything else.
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <numeric>
@@ -11,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "common/config.hpp"
 #include "reports/writers.hpp"
@@ -45,6 +50,8 @@ commands:
   step        one training step of a model on a cluster under a parallel layout: step time, tokens/s, MFU,
               where the time goes per pipeline stage, memory per GPU, the critical path
   plan        rank the parallel layouts that train the model on the cluster (fits in memory, simulated)
+  kernels     validate | bench: run the real MoE kernels (CPU reference, CUDA when built with it) and
+              check them against the reference, or time them and write measurements
   presets     list the shipped clusters and models
 
 Run 'moesim COMMAND --help' for the options of a command.
@@ -148,6 +155,13 @@ void declare_step_flags(Args& args) {
   args.option("algorithm", "A", "All-to-All algorithm: direct (default) | pairwise | hierarchical | rail");
   args.option("epsilon", "E", "network completion window (default 0.01)");
   args.option("memoize", "on|off", "reuse clean measurements of repeated collectives (default on)");
+  args.option("comm-sms", "N",
+              "SMs each GPU gives its communication kernels for the whole step (DeepSeek-V3: 20);\n"
+              "compute runs on the rest and each GPU's traffic is capped at N x comm_bandwidth_per_sm\n"
+              "(default 0: none reserved, only the links limit communication)");
+  args.option("routing-samples", "N",
+              "routings sampled per MoE layer; micro-batch m routes with sample m mod N (default 1:\n"
+              "every micro-batch routes as the first; more costs sampling and simulation time)");
 }
 
 struct StepSetup {
@@ -201,11 +215,24 @@ std::string origin_of(const StepKeys& keys, const std::string& key, const std::s
 // The flags of `command` (the step and plan flags declared by the caller) over the scenario's keys. A key a flag
 // overrides leaves `set`, so that messages name the flag.
 StepKeys step_keys_from_flags(const Args& args, StepKeys keys) {
-  const std::vector<std::pair<std::string, std::string>> flag_of_key = {
-      {"seq_len", "seq-len"}, {"precision", "precision"}, {"zero", "zero"},         {"profile", "profile"},
-      {"memoize", "memoize"}, {"layout", "layout"},       {"schedule", "schedule"}, {"mode", "mode"},
-      {"context", "context"}, {"recompute", "recompute"}, {"gbs", "gbs"},           {"mbs", "mbs"},
-      {"vpp", "vpp"},         {"max_tp", "max-tp"},       {"etp", "etp"},           {"top", "top"}};
+  const std::vector<std::pair<std::string, std::string>> flag_of_key = {{"seq_len", "seq-len"},
+                                                                        {"precision", "precision"},
+                                                                        {"zero", "zero"},
+                                                                        {"profile", "profile"},
+                                                                        {"memoize", "memoize"},
+                                                                        {"comm_sms", "comm-sms"},
+                                                                        {"routing_samples", "routing-samples"},
+                                                                        {"layout", "layout"},
+                                                                        {"schedule", "schedule"},
+                                                                        {"mode", "mode"},
+                                                                        {"context", "context"},
+                                                                        {"recompute", "recompute"},
+                                                                        {"gbs", "gbs"},
+                                                                        {"mbs", "mbs"},
+                                                                        {"vpp", "vpp"},
+                                                                        {"max_tp", "max-tp"},
+                                                                        {"etp", "etp"},
+                                                                        {"top", "top"}};
   std::erase_if(keys.set, [&](const auto& entry) {
     for (const auto& [key, flag] : flag_of_key) {
       if (key == entry.first) return args.has(flag);
@@ -220,6 +247,8 @@ StepKeys step_keys_from_flags(const Args& args, StepKeys keys) {
   if (auto v = args.get_int("zero", 0, 3)) keys.zero = static_cast<int>(*v);
   if (auto v = args.get("profile")) keys.profile = *v;
   if (auto v = args.get("memoize")) keys.memoize = on_off("memoize", *v);
+  if (auto v = args.get_int("comm-sms", 0, 1'000'000)) keys.comm_sms = static_cast<int>(*v);
+  if (auto v = args.get_int("routing-samples", 1, 1'000'000)) keys.routing_samples = static_cast<int>(*v);
   if (args.declares("layout")) {
     if (auto v = args.get("layout")) keys.layout = *v;
     if (auto v = args.get("schedule")) keys.schedule = *v;
@@ -260,6 +289,8 @@ StepSetup step_setup_from_flags(const Args& args, const char* command, const std
   if (keys.precision)
     config.gemm_precision = *keys.precision == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
   if (keys.zero) config.zero_stage = *keys.zero;
+  if (keys.comm_sms) config.comm_sms = *keys.comm_sms;
+  if (keys.routing_samples) config.routing_samples = *keys.routing_samples;
   if (keys.recompute) config.recompute = workloads::parse_recompute(*keys.recompute);
   return setup;
 }
@@ -283,16 +314,16 @@ int run_step_command(int argc, char** argv, int first) {
               "forward again before its backward); changes both the time and the memory");
   args.option("trace", "FILE",
               "also write a Chrome/Perfetto trace (open in ui.perfetto.dev): a process per stage, a\n"
-              "thread per stream, a slice per task");
+              "thread per stream, a slice per task, and link-utilisation counters");
   args.parse(argc, argv, first);
   if (args.flag_set("help")) {
     std::cout << args.help();
     return 0;
   }
   const std::string format = output_format(args);
-  StepSetup setup = step_setup_from_flags(
-      args, "step",
-      {"seq_len", "precision", "zero", "profile", "memoize", "layout", "schedule", "mode", "context", "recompute"});
+  StepSetup setup = step_setup_from_flags(args, "step",
+                                          {"seq_len", "precision", "zero", "profile", "memoize", "comm_sms",
+                                           "routing_samples", "layout", "schedule", "mode", "context", "recompute"});
   const StepKeys& keys = setup.keys;
   if (!keys.layout) throw std::invalid_argument("--layout: required (e.g. dp=8,tp=1,pp=2,ep=8,mbs=1,gbs=64)");
   const ResolvedScenario& scenario = setup.scenario;
@@ -319,10 +350,12 @@ int run_step_command(int argc, char** argv, int first) {
   inputs.memory.context_length = config.context_len;
   inputs.memory.inference_batch = config.layout.gbs / config.layout.dp;
 
+  const auto trace = args.get("trace");
+  config.executor.record_link_bytes = trace.has_value();  // the trace's link-utilisation counters
   const auto started = std::chrono::steady_clock::now();
   const step::StepResult result = step::run_training_step(cluster, profile, config);
   const reports::StepReport report = step::make_step_report(cluster, config, result, inputs);
-  if (auto trace = args.get("trace")) step::write_step_trace(config, result, *trace);
+  if (trace) step::write_step_trace(cluster, config, result, *trace);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const std::string text = format == "json" ? reports::to_json(report) : reports::step_text(report);
   if (auto out = args.get("out")) reports::write_file_atomically(*out, text);
@@ -336,8 +369,8 @@ int run_plan_command(int argc, char** argv, int first) {
       "moesim plan --cluster C --model M --gbs N [OPTIONS]",
       "Ranks the parallel layouts (DP x TP x PP x EP x expert-TP, micro-batch size, interleaving) that train the\n"
       "model on the cluster: every layout the divisibility rules allow, the lightest recomputation that fits\n"
-      "in memory, a compute-only lower bound to prune with, and a simulated step (as moesim step) for the\n"
-      "rest; prints the top N and why the others lost.");
+      "in memory, a lower bound (compute and the EP All-to-Alls' unhidden time) to prune with, and a simulated\n"
+      "step (as moesim step) for the rest; prints the top N and why the others lost. Progress goes to stderr.");
   declare_common(args);
   declare_step_flags(args);
   args.option("gbs", "N", "global batch in sequences (required)");
@@ -354,9 +387,10 @@ int run_plan_command(int argc, char** argv, int first) {
     return 0;
   }
   const std::string format = output_format(args);
-  const StepSetup setup = step_setup_from_flags(
-      args, "plan",
-      {"seq_len", "precision", "zero", "profile", "memoize", "recompute", "gbs", "mbs", "vpp", "max_tp", "etp", "top"});
+  const StepSetup setup =
+      step_setup_from_flags(args, "plan",
+                            {"seq_len", "precision", "zero", "profile", "memoize", "comm_sms", "routing_samples",
+                             "recompute", "gbs", "mbs", "vpp", "max_tp", "etp", "top"});
   const StepKeys& keys = setup.keys;
   if (!keys.gbs) throw std::invalid_argument("--gbs: required (the global batch in sequences)");
   const ResolvedScenario& scenario = setup.scenario;
@@ -372,6 +406,20 @@ int run_plan_command(int argc, char** argv, int first) {
   if (keys.recompute) options.recompute = workloads::parse_recompute(*keys.recompute);
   if (keys.top) options.top = *keys.top;
   if (auto v = args.get_int("jobs", 1, 1024)) options.num_threads = static_cast<int>(*v);
+  // Progress on stderr: rewritten in place on a terminal, else only the final line (logs stay clean).
+  const bool is_terminal = isatty(fileno(stderr)) != 0;
+  std::size_t shown = 0;  // the length of the line on the terminal, to blank what a shorter one leaves
+  options.on_progress = [&](const PlanProgress& progress) {
+    const std::string line = format_plan_progress(progress);
+    if (is_terminal) {
+      std::fprintf(stderr, "\r%s%s%s", line.c_str(),
+                   std::string(shown > line.size() ? shown - line.size() : 0, ' ').c_str(),
+                   progress.is_done ? "\n" : "");
+      shown = line.size();
+    } else if (progress.is_done) {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  };
   const auto started = std::chrono::steady_clock::now();
   const reports::PlanResult result = run_plan(cluster, profile, base, options);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -490,9 +538,34 @@ int run_presets_command(int argc, char** argv, int first) {
   return 0;
 }
 
+// `moesim kernels ...` runs the kernels' own program, moesim-kernels, built beside moesim from kernels/ (sim/
+// never links the kernels: DESIGN.md). Returns only when it cannot be started.
+int run_kernels_command(int argc, char** argv) {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  std::vector<std::filesystem::path> candidates;
+  if (!error) {
+    candidates.push_back(self.parent_path() / "moesim-kernels");
+    candidates.push_back(self.parent_path() / "kernels" / "moesim-kernels");
+  }
+  for (const auto& path : candidates) {
+    if (!std::filesystem::exists(path)) continue;
+    std::vector<char*> args;
+    std::string program = path.string();
+    args.push_back(program.data());
+    for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    std::fflush(stdout);
+    execv(program.c_str(), args.data());
+    throw std::runtime_error("kernels: cannot run " + program + ": " + std::strerror(errno));
+  }
+  throw std::invalid_argument("kernels: moesim-kernels is not beside moesim (build the moesim-kernels target)");
+}
+
 int run(int argc, char** argv) {
   if (argc >= 2) {
     const std::string command = argv[1];
+    if (command == "kernels") return run_kernels_command(argc, argv);
     if (command == "a2a") return run_a2a_command(argc, argv, 2, false);
     if (command == "capacity") return run_capacity_command(argc, argv, 2);
     if (command == "step") return run_step_command(argc, argv, 2);

@@ -21,9 +21,16 @@ Network::Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOpti
   if (!(options_.epsilon >= 0.0) || options_.epsilon > 1.0) {
     throw std::invalid_argument("epsilon: must be in [0, 1], got " + std::to_string(options_.epsilon));
   }
-  const std::size_t num_links = cluster.num_links();
-  capacity_.resize(num_links);
-  for (std::size_t l = 0; l < num_links; ++l)
+  const double limit = options_.comm_bandwidth_limit_bps;
+  if (!(limit >= 0.0) || !std::isfinite(limit)) {
+    throw std::invalid_argument("comm_bandwidth_limit_bps: must be finite and >= 0 (0: no limit), got " +
+                                std::to_string(limit));
+  }
+  num_cluster_links_ = cluster.num_links();
+  const std::size_t num_virtual = limit > 0.0 ? 2 * static_cast<std::size_t>(cluster.num_gpus()) : 0;
+  const std::size_t num_links = num_cluster_links_ + num_virtual;
+  capacity_.resize(num_links, limit / kPsPerSecond);
+  for (std::size_t l = 0; l < num_cluster_links_; ++l)
     capacity_[l] = cluster.link(static_cast<std::uint32_t>(l)).capacity_bps / kPsPerSecond;
   flows_on_.resize(num_links);
   counters_.resize(num_links);
@@ -34,6 +41,18 @@ Network::Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOpti
   dying_on_link_.resize(num_links, 0);
 }
 
+void Network::append_virtual_links(int src_gpu, int dst_gpu, std::vector<std::uint32_t>& path) const {
+  const auto base = static_cast<std::uint32_t>(num_cluster_links_);
+  path.push_back(base + 2 * static_cast<std::uint32_t>(src_gpu));
+  path.push_back(base + 2 * static_cast<std::uint32_t>(dst_gpu) + 1);
+}
+
+void Network::route(int src_gpu, int dst_gpu, std::uint64_t salt, std::vector<std::uint32_t>& path) const {
+  if (src_gpu == dst_gpu) return;
+  cluster_.route(src_gpu, dst_gpu, salt, path);
+  if (capacity_.size() > num_cluster_links_) append_virtual_links(src_gpu, dst_gpu, path);
+}
+
 void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t salt, FlowListener* listener,
                          std::uint64_t tag) {
   if (!(bytes >= 0.0) || !std::isfinite(bytes)) throw std::invalid_argument("flow size must be finite and >= 0");
@@ -42,8 +61,12 @@ void Network::start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t s
 
   route_scratch_.clear();
   if (src_gpu != dst_gpu) cluster_.route(src_gpu, dst_gpu, salt, route_scratch_);
+  // Latency is the cluster path's alone; the virtual links only share bandwidth.
   const TimePs latency =
       route_scratch_.empty() ? 0 : cluster_.path_latency(route_scratch_.data(), route_scratch_.size());
+  if (!route_scratch_.empty() && capacity_.size() > num_cluster_links_) {
+    append_virtual_links(src_gpu, dst_gpu, route_scratch_);
+  }
 
   const auto id = static_cast<std::uint32_t>(flows_.size());
   Flow flow;

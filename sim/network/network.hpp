@@ -17,12 +17,21 @@
 // flow that finished earlier in the window holds its share until the window closes, so results err late, by
 // at most the window, and simulated / lower bound never falls below 1. epsilon = 0 is the exact run.
 //
+// Communication kernels limited by their SMs. A collective's kernels run on a few SMs, which can drive only so many
+// bytes per second (compute::comm_bandwidth_limit). With NetworkOptions::comm_bandwidth_limit_bps = B > 0, every
+// GPU g gets two virtual links of capacity B after the cluster's: egress 2g and ingress 2g + 1, numbered from
+// cluster.num_links(). route() appends the source's egress and the destination's ingress link to the cluster's
+// route, so max-min fairness shares B among all the flows a GPU sends (receives), whatever links they take, and a
+// lone flow runs at min(B, its bottleneck link). Virtual links add no latency and are not counted in
+// link_counters(). With B = 0 there are none and routes are the cluster's.
+//
 // Per link, the network counts the bytes it carried and the time it was busy (carrying at least one flow).
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <span>
 #include <vector>
 
 #include "common/units.hpp"
@@ -41,7 +50,8 @@ namespace moesim::sim::network {
 inline constexpr double kDefaultEpsilon = 0.01;
 
 struct NetworkOptions {
-  double epsilon = kDefaultEpsilon;  // relative completion window, see above; 0 = exact
+  double epsilon = kDefaultEpsilon;     // relative completion window, see above; 0 = exact
+  double comm_bandwidth_limit_bps = 0;  // per GPU, on its total send and on its total receive rate; 0 = none
 };
 
 // Receives completions. Implemented by whatever started the flows (a collective, a step).
@@ -71,6 +81,7 @@ struct NetworkStats {
 
 class Network {
  public:
+  // Throws std::invalid_argument for an epsilon outside [0, 1] or a negative or non-finite bandwidth limit.
   Network(Simulator& sim, const topologies::Cluster& cluster, NetworkOptions options = {});
 
   // Starts a transfer of `bytes` from src_gpu to dst_gpu now; `listener->on_flow_done(tag)` runs when its last
@@ -79,7 +90,15 @@ class Network {
   void start_flow(int src_gpu, int dst_gpu, double bytes, std::uint64_t salt, FlowListener* listener,
                   std::uint64_t tag);
 
-  const std::vector<LinkCounters>& link_counters() const { return counters_; }
+  // Appends to `path` the links a flow from src_gpu to dst_gpu crosses: the cluster's route (empty when src ==
+  // dst), then with a bandwidth limit the virtual egress and ingress links. start_flow() routes the same way.
+  void route(int src_gpu, int dst_gpu, std::uint64_t salt, std::vector<std::uint32_t>& path) const;
+  // The cluster's links and the virtual ones: the bound of every link index the network uses.
+  std::size_t num_links() const { return capacity_.size(); }
+  bool is_virtual(std::uint32_t link) const { return link >= num_cluster_links_; }
+
+  // By cluster link (virtual links are left out).
+  std::span<const LinkCounters> link_counters() const { return {counters_.data(), num_cluster_links_}; }
   // No flow in its start-up latency, active, or with a completion still to deliver.
   bool is_idle() const { return num_active_ == 0 && arrivals_.empty() && done_.empty(); }
   // Whether any active flow crosses the link now.
@@ -132,12 +151,14 @@ class Network {
   void recompute(TimePs now);
   void mark_changed(std::uint32_t link, double keep_below);
   void reset_if_idle();
+  void append_virtual_links(int src_gpu, int dst_gpu, std::vector<std::uint32_t>& path) const;
 
   Simulator& sim_;
   const topologies::Cluster& cluster_;
   NetworkOptions options_;
+  std::size_t num_cluster_links_ = 0;
 
-  std::vector<double> capacity_;  // bytes per ps, by link
+  std::vector<double> capacity_;  // bytes per ps, by link (the cluster's, then the virtual ones)
   std::vector<std::vector<std::uint32_t>> flows_on_;
   std::vector<LinkCounters> counters_;
   std::vector<TimePs> busy_since_;

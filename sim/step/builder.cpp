@@ -1,6 +1,7 @@
 #include "sim/step/builder.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "sim/a2a.hpp"
 #include "sim/collectives/ring.hpp"
+#include "sim/step/bound.hpp"
 #include "sim/step/layer_ops.hpp"
 #include "topologies/cluster.hpp"
 
@@ -30,17 +32,28 @@ std::size_t to_size(std::int64_t i) {
   return static_cast<std::size_t>(i);
 }
 
-TimePs total_time(const compute::DeviceProfile& device, const std::vector<LayerOp>& ops) {
+// The kernels' summed roofline times, on `sm_fraction` of the SMs (the rest reserved for communication).
+TimePs total_time(const compute::DeviceProfile& device, const std::vector<LayerOp>& ops, double sm_fraction = 1.0) {
   TimePs total = 0;
-  for (const LayerOp& op : ops) total += compute::op_time(device, op.op);
+  for (const LayerOp& op : ops) total += compute::op_time(device, op.op, sm_fraction);
+  return total;
+}
+
+// The weight-gradient part of a backward's kernels (layer_ops marks them), timed as total_time does.
+TimePs weight_time(const compute::DeviceProfile& device, const std::vector<LayerOp>& ops, double sm_fraction) {
+  TimePs total = 0;
+  for (const LayerOp& op : ops) {
+    if (op.is_weight_gradient) total += compute::op_time(device, op.op, sm_fraction);
+  }
   return total;
 }
 
 // The routing of one MoE layer on one stage, and what it costs that stage.
 struct MoeLayerCost {
-  TimePs experts_forward = 0;  // the slowest EP rank's grouped GEMMs
-  TimePs experts_backward = 0;
-  int dispatch = -1;  // collective specs: token copies, dispatch direction
+  TimePs experts_forward = 0;          // the slowest EP rank's grouped GEMMs
+  TimePs experts_backward = 0;         // input and weight gradients
+  TimePs experts_backward_weight = 0;  // the weight-gradient part of experts_backward
+  int dispatch = -1;                   // collective specs: token copies, dispatch direction
   int combine = -1;
   int dispatch_grad = -1;  // backward of the combine: the dispatch pattern, gradients on the wire
   int combine_grad = -1;   // backward of the dispatch
@@ -53,7 +66,8 @@ struct MoeLayerCost {
   int etp_scatter_grad = -1;
 };
 
-// What each block's kernels cost: the same in every layer and micro-batch (one shape), so timed once.
+// What each block's kernels cost: the same in every layer and micro-batch (one shape), so timed once. A
+// backward's time is its input and weight gradients together; its *_weight field is the weight-gradient part.
 struct BlockTimes {
   TimePs attention_forward = 0;
   TimePs attention_backward = 0;  // selective recomputation included
@@ -70,6 +84,9 @@ struct BlockTimes {
   TimePs embedding_backward = 0;
   TimePs head_forward = 0;
   TimePs head_backward = 0;
+  TimePs attention_backward_weight = 0;
+  TimePs ffn_backward_weight = 0;
+  TimePs shared_backward_weight = 0;
 };
 
 class StepBuilder {
@@ -79,7 +96,8 @@ class StepBuilder {
         config_(config),
         model_(config.model),
         layout_(config.layout),
-        device_(profile.device(cluster.config().gpu.name, "cluster gpu.name")) {
+        device_(profile.device(cluster.config().gpu.name, "cluster gpu.name")),
+        executor_options_(config.executor) {
     workloads::validate_layout(layout_, model_, cluster.num_gpus());
     if (config.seq_len < 1) throw std::invalid_argument("seq_len: must be >= 1");
     shape_.sequences = layout_.mbs;
@@ -105,80 +123,241 @@ class StepBuilder {
     // MoE-layer index of each layer (the routing's `layer`), -1 for dense ones.
     int moe_idx = 0;
     for (int l = 0; l < model_.num_layers; ++l) moe_index_.push_back(model_.is_moe_layer(l) ? moe_idx++ : -1);
+    if (config.comm_sms > 0) {
+      // Communication kernels hold comm_sms SMs for the whole step (as DeepSeek-V3 reserves 20 of the H800's 132
+      // for its All-to-All): compute runs on the rest, and each GPU's traffic is capped at what those SMs drive.
+      executor_options_.comm_bandwidth_limit_bps = compute::comm_bandwidth_limit(device_, config.comm_sms);
+      if (config.comm_sms >= device_.sm_count) {
+        throw std::invalid_argument("comm_sms: must leave compute at least one of the " +
+                                    std::to_string(device_.sm_count) + " SMs, got " + std::to_string(config.comm_sms));
+      }
+      sm_fraction_ = static_cast<double>(device_.sm_count - config.comm_sms) / device_.sm_count;
+    }
+    if (config.routing_samples < 1) {
+      throw std::invalid_argument("routing_samples: must be >= 1, got " + std::to_string(config.routing_samples));
+    }
     time_blocks();
   }
 
   void time_blocks() {
     BlockTimes& t = times_;
-    t.attention_forward = total_time(device_, attention_forward(model_, shape_));
-    t.attention_backward = total_time(device_, attention_backward(model_, shape_));
+    const double f = sm_fraction_;
+    auto time = [&](const std::vector<LayerOp>& ops) { return total_time(device_, ops, f); };
+    t.attention_forward = time(attention_forward(model_, shape_));
+    const std::vector<LayerOp> attention_bwd = attention_backward(model_, shape_);
+    t.attention_backward = time(attention_bwd);
+    t.attention_backward_weight = weight_time(device_, attention_bwd, f);
     if (config_.recompute == workloads::Recompute::kSelective) {
       // Selective recomputation (Korthikanti et al.): the attention core's forward runs again in its backward.
       for (const LayerOp& op : attention_forward(model_, shape_)) {
-        if (op.op.kind == compute::OpKind::kAttention) t.attention_backward += compute::op_time(device_, op.op);
+        if (op.op.kind == compute::OpKind::kAttention) t.attention_backward += compute::op_time(device_, op.op, f);
       }
     }
     if (model_.num_dense_layers() > 0) {
-      t.ffn_forward = total_time(device_, dense_ffn_forward(model_, shape_));
-      t.ffn_backward = total_time(device_, dense_ffn_backward(model_, shape_));
+      t.ffn_forward = time(dense_ffn_forward(model_, shape_));
+      const std::vector<LayerOp> ffn_bwd = dense_ffn_backward(model_, shape_);
+      t.ffn_backward = time(ffn_bwd);
+      t.ffn_backward_weight = weight_time(device_, ffn_bwd, f);
     }
     if (model_.num_moe_layers() > 0) {
-      t.router_forward = total_time(device_, router_forward(model_, shape_));
-      t.router_backward = total_time(device_, router_backward(model_, shape_));
+      t.router_forward = time(router_forward(model_, shape_));
+      t.router_backward = time(router_backward(model_, shape_));
       const std::vector<LayerOp> shared = shared_experts_forward(model_, shape_);
       t.has_shared = !shared.empty();
-      t.shared_forward = total_time(device_, shared);
-      t.shared_backward = total_time(device_, shared_experts_backward(model_, shape_));
-      t.combine_forward = total_time(device_, combine_forward(model_, shape_));
-      t.combine_backward = total_time(device_, combine_backward(model_, shape_));
+      t.shared_forward = time(shared);
+      const std::vector<LayerOp> shared_bwd = shared_experts_backward(model_, shape_);
+      t.shared_backward = time(shared_bwd);
+      t.shared_backward_weight = weight_time(device_, shared_bwd, f);
+      t.combine_forward = time(combine_forward(model_, shape_));
+      t.combine_backward = time(combine_backward(model_, shape_));
     }
-    t.embedding_forward = total_time(device_, embedding_forward(model_, shape_));
-    t.embedding_backward = total_time(device_, embedding_backward(model_, shape_));
-    t.head_forward = total_time(device_, head_forward(model_, shape_));
-    t.head_backward = total_time(device_, head_backward(model_, shape_));
+    t.embedding_forward = time(embedding_forward(model_, shape_));
+    t.embedding_backward = time(embedding_backward(model_, shape_));
+    t.head_forward = time(head_forward(model_, shape_));
+    t.head_backward = time(head_backward(model_, shape_));
   }
 
-  // Compute alone, with every expert at the mean load (top-k x tokens x ep / experts copies from the group),
-  // through the schedule evaluator with free communication, plus the optimizer: see step_lower_bound.
-  TimePs lower_bound() {
+  // The lower bound (see step_lower_bound and bound.hpp), pass by pass (one micro-batch through one chunk). A pass's
+  // compute stream runs its tasks in order, and while one of its EP All-to-Alls is in flight only compute off the
+  // micro-batch's chain can run (shared experts; in a backward, weight gradients): everything else waits for it or
+  // came before it. So with C its compute, N the part on the chain and A the All-to-Alls' bounds, it lasts at least
+  // max(C, N + A). The experts cost the larger of the mean load's time (the assumption of step_lower_bound) and the
+  // sampled group's slowest rank's (an exact bound: the step's slowest rank is at least as slow); where the chain
+  // needs only their input gradients, the mean load's. Layers whose routing is not sampled (the stride) count their
+  // experts at the mean load and no All-to-All. A backward's output (the input gradients) is ready once its compute
+  // other than weight gradients is done, and no sooner than N + A: the evaluator lets it leave that early. Each
+  // stage takes its cheapest pass over chunks and routing samples (the evaluator takes one cost per stage), and
+  // inference runs the forwards alone.
+  TimePs lower_bound(int all_to_all_stride, GroupRoutingCache& routing_cache) {
     const int p = layout_.pp;
     const int v = layout_.vpp;
-    // An ETP group's expert shard sees the copies of its etp EP groups (see moe_cost).
+    const double f = sm_fraction_;
+    const bool is_training = config_.mode == workloads::StepMode::kTrain;
+    const bool is_full = config_.recompute == workloads::Recompute::kFull;
+    // The mean load: an ETP group's expert shard sees the copies of its etp EP groups (see moe_cost).
     const std::int64_t local_tokens =
         shape_.tokens() / layout_.tp * model_.num_topk * layout_.ep * layout_.etp / model_.num_experts;
     const std::vector<std::int64_t> loads(static_cast<std::size_t>(model_.num_experts / layout_.ep), local_tokens);
-    const TimePs experts_forward_time = total_time(device_, experts_forward(model_, shape_, loads));
-    const TimePs experts_backward_time = total_time(device_, experts_backward(model_, shape_, loads));
-    std::vector<workloads::StageCost> costs(static_cast<std::size_t>(p));
+    const TimePs mean_experts_forward = total_time(device_, experts_forward(model_, shape_, loads), f);
+    const std::vector<LayerOp> experts_bwd = experts_backward(model_, shape_, loads);
+    const TimePs mean_experts_backward = total_time(device_, experts_bwd, f);
+    const TimePs mean_experts_input_grad = mean_experts_backward - weight_time(device_, experts_bwd, f);
+    const TimePs router_backward_weight = weight_time(device_, router_backward(model_, shape_), f);
+    const TimePs head_backward_weight = weight_time(device_, head_backward(model_, shape_), f);
+    const TimePs embedding_backward_weight = weight_time(device_, embedding_backward(model_, shape_), f);
+    if (all_to_all_stride < 0) {
+      throw std::invalid_argument("all_to_all_stride: must be >= 0, got " + std::to_string(all_to_all_stride));
+    }
+    auto is_sampled = [&](int layer) {
+      return all_to_all_stride > 0 && moe_index_[static_cast<std::size_t>(layer)] % all_to_all_stride == 0;
+    };
+    const int num_samples = all_to_all_stride > 0 ? config_.routing_samples : 1;
+    RouteCache routes(cluster_);
+    std::vector<std::vector<int>> first_ep_group(static_cast<std::size_t>(p));  // per stage, when needed
+
+    constexpr TimePs kUnset = std::numeric_limits<TimePs>::max();
+    std::vector<workloads::StageCost> costs(static_cast<std::size_t>(p), {kUnset, kUnset, 0});
+    std::vector<TimePs> earliest_output(static_cast<std::size_t>(p), kUnset);  // of a backward, from its start
     for (int vs = 0; vs < p * v; ++vs) {
-      workloads::StageCost& cost = costs[static_cast<std::size_t>(vs % p)];
+      const int s = vs % p;
       const int first = virtual_first_layer_[static_cast<std::size_t>(vs)];
-      for (int layer = first; layer < first + virtual_num_layers_[static_cast<std::size_t>(vs)]; ++layer) {
-        const bool is_moe = model_.is_moe_layer(layer);
-        cost.forward_ps += times_.attention_forward;
-        cost.backward_ps += times_.attention_backward;
-        const TimePs forward =
-            is_moe ? times_.router_forward + times_.shared_forward + experts_forward_time + times_.combine_forward
-                   : times_.ffn_forward;
-        cost.forward_ps += forward;
-        cost.backward_ps +=
-            is_moe ? times_.router_backward + times_.shared_backward + experts_backward_time + times_.combine_backward
-                   : times_.ffn_backward;
-        if (config_.recompute == workloads::Recompute::kFull) {
-          cost.backward_ps += times_.attention_forward + forward;
+      const int last = first + virtual_num_layers_[static_cast<std::size_t>(vs)];
+      for (int sample = 0; sample < num_samples; ++sample) {
+        // Forward: compute, its chain, the All-to-Alls. Backward: compute, its compute but weight gradients, its
+        // chain, the All-to-Alls.
+        TimePs forward = 0, forward_chain = 0, forward_a2a = 0;
+        TimePs backward = 0, backward_unweighted = 0, backward_chain = 0, backward_a2a = 0;
+        auto add_backward = [&](TimePs total, TimePs weight, bool is_on_chain) {
+          backward += total;
+          backward_unweighted += total - weight;
+          if (is_on_chain) backward_chain += total - weight;
+        };
+        if (vs == 0) {
+          forward += times_.embedding_forward;
+          forward_chain += times_.embedding_forward;
+          add_backward(times_.embedding_backward, embedding_backward_weight, true);
         }
+        if (vs == p * v - 1) {
+          forward += times_.head_forward;
+          forward_chain += times_.head_forward;
+          add_backward(times_.head_backward, head_backward_weight, true);
+        }
+        for (int layer = first; layer < last; ++layer) {
+          TimePs layer_forward = times_.attention_forward;
+          add_backward(times_.attention_backward, times_.attention_backward_weight, true);
+          if (!model_.is_moe_layer(layer)) {
+            layer_forward += times_.ffn_forward;
+            add_backward(times_.ffn_backward, times_.ffn_backward_weight, true);
+          } else {
+            MoeLayerBound moe{mean_experts_forward, mean_experts_backward, 0, 0};
+            if (is_sampled(layer)) {
+              const MoeLayerBound sampled = moe_bound(s, layer, sample, first_ep_group, routing_cache, routes);
+              // The mean load holds by the assumption, the sampled slowest rank exactly: the larger of the two.
+              moe = {std::max(moe.experts_forward, sampled.experts_forward),
+                     std::max(moe.experts_backward, sampled.experts_backward), sampled.a2a_forward,
+                     sampled.a2a_backward};
+            }
+            layer_forward +=
+                times_.router_forward + times_.shared_forward + moe.experts_forward + times_.combine_forward;
+            add_backward(times_.router_backward, router_backward_weight, true);
+            add_backward(times_.shared_backward, times_.shared_backward_weight, false);
+            backward += moe.experts_backward;
+            backward_unweighted += mean_experts_input_grad;
+            backward_chain += mean_experts_input_grad;
+            add_backward(times_.combine_backward, 0, true);
+            forward_chain -= times_.shared_forward;
+            forward_a2a += moe.a2a_forward;
+            backward_a2a += moe.a2a_backward;
+            if (is_full) {
+              backward_chain -= times_.shared_forward;
+              backward_a2a += moe.a2a_forward;
+            }
+          }
+          forward += layer_forward;
+          forward_chain += layer_forward;
+          if (is_full) {  // the layer's forward again, its communication too, before its backward
+            backward += layer_forward;
+            backward_unweighted += layer_forward;
+            backward_chain += layer_forward;
+          }
+        }
+        workloads::StageCost& cost = costs[static_cast<std::size_t>(s)];
+        cost.forward_ps = std::min(cost.forward_ps, std::max(forward, forward_chain + forward_a2a));
+        const TimePs pass = std::max(backward, backward_chain + backward_a2a);
+        cost.backward_ps = std::min(cost.backward_ps, pass);
+        TimePs& output = earliest_output[static_cast<std::size_t>(s)];
+        output = std::min(output, std::max(backward_unweighted, backward_chain + backward_a2a));
       }
     }
-    costs.front().forward_ps += times_.embedding_forward;
-    costs.front().backward_ps += times_.embedding_backward;
-    costs.back().forward_ps += times_.head_forward;
-    costs.back().backward_ps += times_.head_backward;
-    for (workloads::StageCost& cost : costs) {  // the evaluator takes one cost per chunk pass
-      cost.forward_ps /= v;
-      cost.backward_ps /= v;
+    for (int s = 0; s < p; ++s) {
+      workloads::StageCost& cost = costs[static_cast<std::size_t>(s)];
+      // Every pass's output leaves at least earliest_output after it starts.
+      cost.backward_output_lead_ps =
+          cost.backward_ps - std::min(cost.backward_ps, earliest_output[static_cast<std::size_t>(s)]);
+      if (!is_training) cost = {cost.forward_ps, 0, 0};
     }
-    const auto order = workloads::pipeline_order(config_.schedule, p, num_microbatches_, v);
+    auto order = workloads::pipeline_order(config_.schedule, p, num_microbatches_, v);
+    if (!is_training) {
+      // The forwards alone, in the schedule's order; the (free) backwards after all of them change nothing.
+      for (std::vector<workloads::PipelineOp>& ops : order) {
+        std::stable_partition(ops.begin(), ops.end(), [](const workloads::PipelineOp& op) { return op.is_forward; });
+      }
+    }
     return workloads::evaluate_pipeline(order, num_microbatches_, v, costs, 0).makespan_ps;
+  }
+
+  // What the lower bound takes from one MoE layer's sampled routing.
+  struct MoeLayerBound {
+    TimePs experts_forward = 0;   // the group's slowest rank
+    TimePs experts_backward = 0;  // the same, input and weight gradients
+    TimePs a2a_forward = 0;       // dispatch and combine
+    TimePs a2a_backward = 0;      // their gradients (the combine's goes out in the dispatch's pattern)
+  };
+
+  // MoE layer `layer` (on stage s, routing sample `sample`) from the routing of its stage's first EP group (as
+  // moe_cost orders them). Each group's tokens draw from streams of their own, so that group routes exactly as in
+  // the step, and its traffic alone puts no more on any link (nor its ranks more on any expert) than the whole
+  // stage's: the bounds stay bounds, for 1 / (groups in the stage) of the step's sampling.
+  MoeLayerBound moe_bound(int s, int layer, int sample, std::vector<std::vector<int>>& first_ep_group,
+                          GroupRoutingCache& routing_cache, RouteCache& routes) {
+    std::vector<int>& gpu_of = first_ep_group[static_cast<std::size_t>(s)];
+    if (gpu_of.empty()) gpu_of = stage_groups(s, ParallelGroup::kEp).front();
+    std::vector<int> node_of_gpu(gpu_of.size());
+    for (std::size_t i = 0; i < gpu_of.size(); ++i) node_of_gpu[i] = cluster_.scale_up_unit_of(gpu_of[i]);
+    workloads::TrafficOptions options;
+    options.ep = layout_.ep;
+    options.tokens_per_rank = shape_.tokens() / layout_.tp;
+    options.num_experts = model_.num_experts;
+    options.num_topk = model_.num_topk;
+    options.routing = config_.routing;
+    options.seed = config_.seed;
+    options.placement = config_.placement;
+    options.layer = moe_index_[static_cast<std::size_t>(layer)];
+    options.batch = sample;
+    const std::shared_ptr<const GroupRoutingCache::GroupRouting> routing =
+        routing_cache.group_routing(node_of_gpu, options);
+
+    MoeLayerBound bound;
+    const std::vector<int> rank_of_expert = workloads::place_experts(config_.placement, model_.num_experts, layout_.ep);
+    for (int r = 0; r < layout_.ep; ++r) {
+      std::vector<std::int64_t> local;
+      for (std::size_t e = 0; e < rank_of_expert.size(); ++e) {
+        if (rank_of_expert[e] == r) local.push_back(routing->tokens_per_expert[e]);
+      }
+      bound.experts_forward =
+          std::max(bound.experts_forward, total_time(device_, experts_forward(model_, shape_, local), sm_fraction_));
+      bound.experts_backward =
+          std::max(bound.experts_backward, total_time(device_, experts_backward(model_, shape_, local), sm_fraction_));
+    }
+    collectives::TransferGraph dispatch;
+    collectives::build_all_to_all(dispatch, layer_demand(routing->traffic, true, &gpu_of), config_.a2a_algorithm);
+    const double limit = executor_options_.comm_bandwidth_limit_bps;
+    const TransferGraphBound out = transfer_graph_bound(cluster_, dispatch, limit, routes);
+    const TransferGraphBound back = transfer_graph_bound(cluster_, dispatch.reversed(), limit, routes);
+    const double grad_bytes = static_cast<double>(model_.hidden_size) * kGradBytes;
+    bound.a2a_forward = out.time_ps(model_.dispatch_bytes_per_token()) + back.time_ps(model_.combine_bytes_per_token());
+    bound.a2a_backward = out.time_ps(grad_bytes) + back.time_ps(grad_bytes);
+    return bound;
   }
 
   StepResult build_and_run() {
@@ -204,7 +383,7 @@ class StepBuilder {
       if (it == send_task_.end()) throw std::logic_error("step: a pipeline op has no feeding send");
       result_.graph.add_dependency(it->second, first_task);
     }
-    result_.execution = execute(cluster_, result_.graph, config_.executor);
+    result_.execution = execute(cluster_, result_.graph, executor_options_);
     summarize();
     return std::move(result_);
   }
@@ -261,9 +440,10 @@ class StepBuilder {
     return specs_[signature] = result_.graph.add_collective_spec(std::move(spec));
   }
 
-  // The routing of MoE layer `layer` (a model layer index) on stage s: sampled once, costed once.
-  const MoeLayerCost& moe_cost(int s, int layer) {
-    const auto it = moe_costs_.find(layer);
+  // The routing of MoE layer `layer` (a model layer index) on stage s for routing sample `sample`: sampled once,
+  // costed once.
+  const MoeLayerCost& moe_cost(int s, int layer, int sample) {
+    const auto it = moe_costs_.find({layer, sample});
     if (it != moe_costs_.end()) return it->second;
     // The stage's EP groups, one after another: the traffic builder forms groups of ep consecutive GPUs.
     std::vector<int> gpu_of;
@@ -280,6 +460,7 @@ class StepBuilder {
     options.seed = config_.seed;
     options.placement = config_.placement;
     options.layer = moe_index_[static_cast<std::size_t>(layer)];
+    options.batch = sample;
     const workloads::LayerTraffic traffic = workloads::build_layer_traffic(node_of_gpu, options);
 
     MoeLayerCost cost;
@@ -307,10 +488,14 @@ class StepBuilder {
         std::int64_t copies = 0;
         for (const std::int64_t c : local) copies += c;
         max_gathered = std::max(max_gathered, copies);
-        cost.experts_forward =
-            std::max(cost.experts_forward, total_time(device_, experts_forward(model_, shape_, local)));
-        cost.experts_backward =
-            std::max(cost.experts_backward, total_time(device_, experts_backward(model_, shape_, local)));
+        const TimePs forward = total_time(device_, experts_forward(model_, shape_, local), sm_fraction_);
+        const std::vector<LayerOp> backward = experts_backward(model_, shape_, local);
+        const TimePs backward_time = total_time(device_, backward, sm_fraction_);
+        cost.experts_forward = std::max(cost.experts_forward, forward);
+        if (backward_time > cost.experts_backward) {  // the slowest rank's, with its own weight-gradient part
+          cost.experts_backward = backward_time;
+          cost.experts_backward_weight = weight_time(device_, backward, sm_fraction_);
+        }
       }
     }
     if (layout_.etp > 1) {
@@ -331,7 +516,7 @@ class StepBuilder {
       collectives::build_all_to_all(dispatch, layer_demand(group, true, &gpu_of), config_.a2a_algorithm);
     }
     const collectives::TransferGraph combine = dispatch.reversed();
-    const std::string name = "a2a layer " + std::to_string(layer);
+    const std::string name = "a2a layer " + std::to_string(layer) + " sample " + std::to_string(sample);
     const double grad_bytes = static_cast<double>(model_.hidden_size) * kGradBytes;
     auto add = [&](const std::string& what, const collectives::TransferGraph& graph, double bytes) {
       CollectiveSpec spec;
@@ -344,7 +529,58 @@ class StepBuilder {
     cost.combine = add("combine", combine, model_.combine_bytes_per_token());
     cost.dispatch_grad = add("dispatch-grad", dispatch, grad_bytes);
     cost.combine_grad = add("combine-grad", combine, grad_bytes);
-    return moe_costs_.emplace(layer, cost).first->second;
+    return moe_costs_.emplace(std::make_pair(layer, sample), cost).first->second;
+  }
+
+  // The micro-batch's dependency chain. A compute task on the chain waits for the communication the chain issued
+  // last (if any); a communication on the chain waits for the task named as its predecessor. tail_ is the chain's
+  // last task. Tasks off the chain (shared experts, weight gradients) only follow their stream's order and the
+  // dependencies added for them, so they overlap the chain's communication.
+  TaskId on_chain(TaskId task) {
+    if (pending_comm_ != kNoTask) result_.graph.add_dependency(pending_comm_, task);
+    pending_comm_ = kNoTask;
+    return tail_ = task;
+  }
+  TaskId comm_on_chain(TaskId before, TaskId comm) {
+    if (before != kNoTask) result_.graph.add_dependency(before, comm);
+    pending_comm_ = comm;
+    return tail_ = comm;
+  }
+
+  // A sequence-parallel TP collective over every TP group of stage s: the micro-batch's T x hidden activations
+  // (or their gradients, also BF16), gathered from or scattered to T / tp per rank.
+  int tp_spec(int s, collectives::RingCollective ring) {
+    return ring_spec(s, ParallelGroup::kTp, ring,
+                     static_cast<double>(shape_.tokens()) * model_.hidden_size * kActBytes);
+  }
+
+  // A TP-split block's (attention, dense FFN) forward. With tp > 1, sequence parallelism (which Megatron-Core
+  // requires for MoE with TP): the block's input is all-gathered over the TP group (each rank held T / tp tokens)
+  // and its output reduce-scattered back, both rings over every TP group of the stage on the layer's stream.
+  TaskId tp_block_forward(int s, const std::string& name, const std::string& category, TimePs duration) {
+    if (layout_.tp > 1)
+      comm_on_chain(tail_, collective(s, kLayerComm, name + " tp all-gather", "tp",
+                                      tp_spec(s, collectives::RingCollective::kAllGather)));
+    const TaskId block = on_chain(compute(s, name, category, duration));
+    if (layout_.tp > 1)
+      comm_on_chain(block, collective(s, kLayerComm, name + " tp reduce-scatter", "tp",
+                                      tp_spec(s, collectives::RingCollective::kReduceScatter)));
+    return block;
+  }
+
+  // Its backward: the output gradient all-gathered (the backward of the reduce-scatter), the input gradients
+  // (dgrad GEMMs and the rest), their reduce-scatter (the backward of the all-gather) and, off the chain, the
+  // weight gradients, which run while that reduce-scatter is in flight. Returns the block's last compute task.
+  TaskId tp_block_backward(int s, const std::string& name, const std::string& category, TimePs total, TimePs weight) {
+    if (layout_.tp > 1)
+      comm_on_chain(tail_, collective(s, kLayerComm, name + " tp all-gather", "tp",
+                                      tp_spec(s, collectives::RingCollective::kAllGather)));
+    const TaskId input = on_chain(compute(s, name, category, total - weight));
+    if (layout_.tp > 1)
+      comm_on_chain(input, collective(s, kLayerComm, name + " tp reduce-scatter", "tp",
+                                      tp_spec(s, collectives::RingCollective::kReduceScatter)));
+    if (weight == 0) return input;
+    return compute(s, name + " wgrad", category, weight);
   }
 
   // One forward or backward of a micro-batch's chunk on stage s: its layers' tasks, then the send onward.
@@ -358,50 +594,40 @@ class StepBuilder {
     const std::size_t first_task = result_.graph.size();
     const bool is_first_virtual = virtual_stage == 0;
     const bool is_last_virtual = virtual_stage == p * layout_.vpp - 1;
-    const double tp_bytes = static_cast<double>(shape_.tokens()) * model_.hidden_size * kActBytes;
-    auto chain = [&](TaskId task) {  // a compute task waits for the last communication of its micro-batch
-      if (last_comm_ != kNoTask) result_.graph.add_dependency(last_comm_, task);
-      last_comm_ = kNoTask;
-      return task;
-    };
-    auto comm_after = [&](TaskId before, TaskId comm) {
-      result_.graph.add_dependency(before, comm);
-      last_comm_ = comm;
-      return comm;
-    };
-    // With TP, a ring all-reduce of the block's output over every TP group of the stage; the next compute
-    // waits for it.
-    auto tp_reduce = [&](TaskId block, const std::string& name) {
-      if (layout_.tp == 1) return;
-      comm_after(block,
-                 collective(s, kLayerComm, name + " tp", "tp",
-                            ring_spec(s, ParallelGroup::kTp, collectives::RingCollective::kAllReduce, tp_bytes)));
-    };
-    last_comm_ = kNoTask;
+    const int sample = op.microbatch_idx % config_.routing_samples;
+    pending_comm_ = kNoTask;
+    tail_ = kNoTask;
 
     std::vector<int> layers(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) layers[static_cast<std::size_t>(i)] = first + i;
     if (!op.is_forward) std::reverse(layers.begin(), layers.end());
 
     if (op.is_forward && is_first_virtual) {
-      chain(compute(s, tag + "embedding", "embedding", times_.embedding_forward));
+      on_chain(compute(s, tag + "embedding", "embedding", times_.embedding_forward));
     }
     if (!op.is_forward && is_last_virtual) {
-      chain(compute(s, tag + "head", "head", times_.head_backward));
+      last_head_backward_ = on_chain(compute(s, tag + "head", "head", times_.head_backward));
+      if (config_.zero_stage >= 2) reduce_microbatch_gradients(s, tag + "head ", head_params(), last_head_backward_);
     }
     for (const int layer : layers) {
       const std::string name = tag + "layer " + std::to_string(layer) + " ";
       const bool is_moe = model_.is_moe_layer(layer);
-      // The layer's forward: attention, then the MoE block or the dense FFN.
+      // ZeRO-3: the layer's parameters are gathered before each of its forwards and backwards.
+      const TaskId gathered = zero3_gather(s, layer, name);
+      auto after_gather = [&](TaskId task) {
+        if (gathered != kNoTask) result_.graph.add_dependency(gathered, task);
+        return task;
+      };
+      // The layer's forward: attention, then the MoE block or the dense FFN. `category` overrides the compute
+      // tasks' own categories (recomputation); empty keeps them.
       auto emit_forward = [&](const std::string& prefix, const std::string& category) {
-        const TaskId attention = chain(
-            compute(s, prefix + "attention", category.empty() ? "attention" : category, times_.attention_forward));
-        tp_reduce(attention, prefix + "attention");
+        const std::size_t before = result_.graph.size();
+        tp_block_forward(s, prefix + "attention", category.empty() ? "attention" : category, times_.attention_forward);
+        after_gather(static_cast<TaskId>(before));
         if (is_moe) {
-          add_moe_forward(s, layer, prefix, chain, comm_after, category);
+          add_moe_forward(s, layer, sample, prefix, category);
         } else {
-          const TaskId ffn = chain(compute(s, prefix + "ffn", category.empty() ? "ffn" : category, times_.ffn_forward));
-          tp_reduce(ffn, prefix + "ffn");
+          tp_block_forward(s, prefix + "ffn", category.empty() ? "ffn" : category, times_.ffn_forward);
         }
       };
       if (op.is_forward) {
@@ -410,127 +636,191 @@ class StepBuilder {
         // Full recomputation: the layer's forward runs again (its communication too) right before its backward,
         // as Megatron's per-layer checkpointing does.
         if (config_.recompute == workloads::Recompute::kFull) emit_forward(name + "recompute ", "recompute");
+        const std::size_t before = result_.graph.size();
         if (is_moe) {
-          add_moe_backward(s, layer, name, chain, comm_after);
+          add_moe_backward(s, layer, sample, name);
         } else {
-          const TaskId ffn = chain(compute(s, name + "ffn", "ffn", times_.ffn_backward));
-          tp_reduce(ffn, name + "ffn");
+          tp_block_backward(s, name + "ffn", "ffn", times_.ffn_backward, times_.ffn_backward_weight);
         }
-        const TaskId attention = chain(compute(s, name + "attention", "attention", times_.attention_backward));
-        tp_reduce(attention, name + "attention");
-        last_backward_[{s, layer}] = last_task();
+        after_gather(static_cast<TaskId>(before));
+        const TaskId last = tp_block_backward(s, name + "attention", "attention", times_.attention_backward,
+                                              times_.attention_backward_weight);
+        // The layer's gradients are complete once its last compute task has run (the stream runs in order).
+        last_backward_[{s, layer}] = last;
+        if (config_.zero_stage >= 2) reduce_microbatch_gradients(s, name, layer_params(layer), last);
       }
     }
     if (op.is_forward && is_last_virtual) {
-      chain(compute(s, tag + "head", "head", times_.head_forward));
+      on_chain(compute(s, tag + "head", "head", times_.head_forward));
     }
     if (!op.is_forward && is_first_virtual) {
-      chain(compute(s, tag + "embedding", "embedding", times_.embedding_backward));
+      last_embedding_backward_ = on_chain(compute(s, tag + "embedding", "embedding", times_.embedding_backward));
+      if (config_.zero_stage >= 2) {
+        reduce_microbatch_gradients(s, tag + "embedding ", embedding_params(), last_embedding_backward_);
+      }
     }
     // The send onward (activations forward, gradients backward), after the chunk's last task.
     const int next_virtual = op.is_forward ? virtual_stage + 1 : virtual_stage - 1;
     if (next_virtual >= 0 && next_virtual < p * layout_.vpp) {
       const double bytes = static_cast<double>(shape_.tokens()) * model_.hidden_size *
                            (op.is_forward ? kActBytes : kGradBytes) / layout_.tp;
-      const TaskId last = last_task();
       const TaskId send = collective(s, kPipeComm, tag + "send", "pp", send_spec(s, next_virtual % p, bytes));
-      result_.graph.add_dependency(last, send);
+      result_.graph.add_dependency(tail_, send);
       send_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = send;
     }
     first_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = static_cast<TaskId>(first_task);
   }
 
   // `category` overrides the compute tasks' categories (e.g. "recompute"); empty keeps their own.
-  template <class Chain, class CommAfter>
-  void add_moe_forward(int s, int layer, const std::string& name, Chain& chain, CommAfter& comm_after,
-                       const std::string& category) {
-    const MoeLayerCost& cost = moe_cost(s, layer);
+  void add_moe_forward(int s, int layer, int sample, const std::string& name, const std::string& category) {
+    const MoeLayerCost& cost = moe_cost(s, layer, sample);
     auto as = [&](const char* own) { return category.empty() ? std::string(own) : category; };
-    const TaskId router = chain(compute(s, name + "router", as("router"), times_.router_forward));
-    comm_after(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
-    // The shared experts need only the router's input: they run while the dispatch is in flight.
-    if (times_.has_shared) compute(s, name + "shared experts", as("shared"), times_.shared_forward);
+    const bool shared_tp = times_.has_shared && layout_.tp > 1;
+    const TaskId router = on_chain(compute(s, name + "router", as("router"), times_.router_forward));
+    // The shared experts need only the router's input, so they run while the dispatch is in flight; split by tp,
+    // they gather their input and reduce-scatter their output around it (queued on the layer's stream, the
+    // gather before the dispatch, the scatter after it).
+    TaskId shared_gather = kNoTask;
+    if (shared_tp) {
+      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
+                                 tp_spec(s, collectives::RingCollective::kAllGather));
+      result_.graph.add_dependency(router, shared_gather);
+    }
+    comm_on_chain(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
+    if (times_.has_shared) {
+      const TaskId shared = compute(s, name + "shared experts", as("shared"), times_.shared_forward);
+      if (shared_tp) {
+        result_.graph.add_dependency(shared_gather, shared);
+        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
+                                          tp_spec(s, collectives::RingCollective::kReduceScatter));
+        result_.graph.add_dependency(shared, scatter);
+      }
+    }
     if (cost.etp_gather >= 0) {
-      comm_after(last_comm_, collective(s, kLayerComm, name + "etp all-gather", "etp", cost.etp_gather));
+      comm_on_chain(tail_, collective(s, kLayerComm, name + "etp all-gather", "etp", cost.etp_gather));
     }
-    TaskId experts = chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
+    const TaskId experts = on_chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
     if (cost.etp_scatter >= 0) {
-      experts = comm_after(experts, collective(s, kLayerComm, name + "etp reduce-scatter", "etp", cost.etp_scatter));
+      comm_on_chain(experts, collective(s, kLayerComm, name + "etp reduce-scatter", "etp", cost.etp_scatter));
     }
-    comm_after(experts, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
-    chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
+    comm_on_chain(tail_, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
+    on_chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
   }
 
-  template <class Chain, class CommAfter>
-  void add_moe_backward(int s, int layer, const std::string& name, Chain& chain, CommAfter& comm_after) {
-    const MoeLayerCost& cost = moe_cost(s, layer);
-    const TaskId unpermute = chain(compute(s, name + "combine", "combine", times_.combine_backward));
-    comm_after(unpermute, collective(s, kLayerComm, name + "combine grad", "ep", cost.dispatch_grad));
-    if (times_.has_shared) compute(s, name + "shared experts", "shared", times_.shared_backward);
+  // The chain in reverse: the combine's backward, the gradients dispatched back to the experts (the combine's
+  // pattern), the experts' input gradients, their return (the dispatch's pattern) while the experts' weight
+  // gradients run, the router. The shared experts' backward overlaps the first All-to-All.
+  void add_moe_backward(int s, int layer, int sample, const std::string& name) {
+    const MoeLayerCost& cost = moe_cost(s, layer, sample);
+    const bool shared_tp = times_.has_shared && layout_.tp > 1;
+    const TaskId unpermute = on_chain(compute(s, name + "combine", "combine", times_.combine_backward));
+    TaskId shared_gather = kNoTask;
+    if (shared_tp) {
+      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
+                                 tp_spec(s, collectives::RingCollective::kAllGather));
+      result_.graph.add_dependency(unpermute, shared_gather);
+    }
+    comm_on_chain(unpermute, collective(s, kLayerComm, name + "combine grad", "ep", cost.dispatch_grad));
+    if (times_.has_shared) {
+      const TaskId shared =
+          compute(s, name + "shared experts", "shared", times_.shared_backward - times_.shared_backward_weight);
+      if (shared_tp) {
+        result_.graph.add_dependency(shared_gather, shared);
+        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
+                                          tp_spec(s, collectives::RingCollective::kReduceScatter));
+        result_.graph.add_dependency(shared, scatter);
+      }
+      if (times_.shared_backward_weight > 0) {
+        compute(s, name + "shared experts wgrad", "shared", times_.shared_backward_weight);
+      }
+    }
     if (cost.etp_gather_grad >= 0) {
-      comm_after(last_comm_, collective(s, kLayerComm, name + "etp all-gather grad", "etp", cost.etp_gather_grad));
+      comm_on_chain(tail_, collective(s, kLayerComm, name + "etp all-gather grad", "etp", cost.etp_gather_grad));
     }
-    TaskId experts = chain(compute(s, name + "experts", "experts", cost.experts_backward));
+    const TaskId experts =
+        on_chain(compute(s, name + "experts", "experts", cost.experts_backward - cost.experts_backward_weight));
     if (cost.etp_scatter_grad >= 0) {
-      experts =
-          comm_after(experts, collective(s, kLayerComm, name + "etp reduce-scatter grad", "etp", cost.etp_scatter_grad));
+      comm_on_chain(experts, collective(s, kLayerComm, name + "etp reduce-scatter grad", "etp", cost.etp_scatter_grad));
     }
-    comm_after(experts, collective(s, kLayerComm, name + "dispatch grad", "ep", cost.combine_grad));
-    chain(compute(s, name + "router", "router", times_.router_backward));
+    comm_on_chain(tail_, collective(s, kLayerComm, name + "dispatch grad", "ep", cost.combine_grad));
+    if (cost.experts_backward_weight > 0) {
+      compute(s, name + "experts wgrad", "experts", cost.experts_backward_weight);
+    }
+    on_chain(compute(s, name + "router", "router", times_.router_backward));
   }
 
-  TaskId last_task() const { return static_cast<TaskId>(result_.graph.size() - 1); }
+  // What one GPU holds, as the memory model counts it (workloads/memory.hpp): a layer's dense and expert
+  // parameters, the embedding table on the first stage, the untied head on the last.
+  using HeldParams = workloads::HeldParameters;
+  HeldParams layer_params(int layer) const { return workloads::layer_params_per_gpu(model_, layout_, layer); }
+  HeldParams embedding_params() const { return {workloads::embedding_params_per_gpu(model_, layout_), 0}; }
+  HeldParams head_params() const {
+    return {model_.tie_word_embeddings ? 0.0 : workloads::embedding_params_per_gpu(model_, layout_), 0};
+  }
 
-  // After a layer's last backward on a stage: reduce its gradients over DP (dense) and expert-DP (experts) on
-  // stream 3; then the optimizer and, with ZeRO >= 1, the parameter all-gather.
+  // A ring over the stage's DP groups (dense parameters) and EDP groups (expert parameters) on the DP stream,
+  // each after `after` (when given), `bytes_per_param` each; appends the tasks to `out`.
+  void dp_rings(int s, const std::string& name, collectives::RingCollective ring, const HeldParams& params,
+                double bytes_per_param, TaskId after, std::vector<TaskId>* out) {
+    auto add = [&](ParallelGroup kind, double count, const char* group) {
+      const int size = kind == ParallelGroup::kDp ? layout_.dp : layout_.edp();
+      if (count <= 0 || size == 1) return;
+      const TaskId t =
+          collective(s, kDpComm, name + " " + group, "dp", ring_spec(s, kind, ring, count * bytes_per_param));
+      if (after != kNoTask) result_.graph.add_dependency(after, t);
+      if (out != nullptr) out->push_back(t);
+    };
+    add(ParallelGroup::kDp, params.dense, "dp");
+    add(ParallelGroup::kEdp, params.expert, "edp");
+  }
+
+  // ZeRO >= 2 keeps only its shard of the gradients, so each micro-batch's are reduce-scattered as soon as they
+  // are complete (`last`), overlapping the rest of the backward.
+  void reduce_microbatch_gradients(int s, const std::string& name, const HeldParams& params, TaskId last) {
+    dp_rings(s, name + "grads", collectives::RingCollective::kReduceScatter, params, kReduceBytes, last,
+             &zero_reductions_[s]);
+  }
+
+  // ZeRO-3 shards the parameters too: a layer's are all-gathered before each of its forwards (a recomputation
+  // reuses its backward's) and backwards. Nothing but the DP stream's order holds a gather back, so it is
+  // prefetched as early as that stream allows. Returns the last gather (kNoTask when none).
+  TaskId zero3_gather(int s, int layer, const std::string& name) {
+    if (config_.zero_stage < 3 || config_.mode != workloads::StepMode::kTrain) return kNoTask;
+    std::vector<TaskId> gathers;
+    dp_rings(s, name + "params", collectives::RingCollective::kAllGather, layer_params(layer), kParamBytes, kNoTask,
+             &gathers);
+    return gathers.empty() ? kNoTask : gathers.back();  // one stream: the last finishes last
+  }
+
+  // The gradient reduction (ZeRO 0: all-reduce; 1: reduce-scatter; both once per step, each layer's after its
+  // last backward; 2 and 3: already reduced per micro-batch), the optimizer on what this GPU updates, and the
+  // all-gather of the updated parameters (ZeRO 1 and 2; ZeRO-3 gathers them where they are used).
   void add_gradient_reduction_and_optimizer(int s) {
-    std::vector<TaskId> reductions;
-    std::int64_t dense_params = 0;
-    std::int64_t expert_params = 0;
+    std::vector<TaskId> reductions = zero_reductions_[s];
+    HeldParams held;
+    const auto ring =
+        config_.zero_stage >= 1 ? collectives::RingCollective::kReduceScatter : collectives::RingCollective::kAllReduce;
+    auto reduce_once = [&](const std::string& name, const HeldParams& params, TaskId last) {
+      held.dense += params.dense;
+      held.expert += params.expert;
+      if (config_.zero_stage <= 1) dp_rings(s, name + " grads", ring, params, kReduceBytes, last, &reductions);
+    };
+    if (s == layout_.pp - 1) reduce_once("head", head_params(), last_head_backward_);
     // In the order the layers finish their backward (the last layer first), so that the reductions of early
     // finishers overlap the remaining backward.
     for (auto it = last_backward_.rbegin(); it != last_backward_.rend(); ++it) {
       const auto [stage, layer] = it->first;
-      const TaskId last = it->second;
-      if (stage != s) continue;
-      const bool is_moe = model_.is_moe_layer(layer);
-      const std::int64_t layer_dense =
-          (model_.num_attention_params() +
-           (is_moe ? model_.num_shared_expert_params() + model_.num_router_params() : model_.num_dense_ffn_params())) /
-          layout_.tp;
-      const std::int64_t layer_experts =
-          is_moe ? model_.num_experts / layout_.ep * model_.num_expert_params() / layout_.etp : 0;
-      dense_params += layer_dense;
-      expert_params += layer_experts;
-      const auto ring = config_.zero_stage >= 1 ? collectives::RingCollective::kReduceScatter
-                                                : collectives::RingCollective::kAllReduce;
-      const std::string name = "layer " + std::to_string(layer) + " grads";
-      if (layout_.dp > 1) {
-        const TaskId t =
-            collective(s, kDpComm, name + " dp", "dp",
-                       ring_spec(s, ParallelGroup::kDp, ring, static_cast<double>(layer_dense) * kReduceBytes));
-        result_.graph.add_dependency(last, t);
-        reductions.push_back(t);
-      }
-      if (is_moe && layout_.edp() > 1) {
-        const TaskId t =
-            collective(s, kDpComm, name + " edp", "dp",
-                       ring_spec(s, ParallelGroup::kEdp, ring, static_cast<double>(layer_experts) * kReduceBytes));
-        result_.graph.add_dependency(last, t);
-        reductions.push_back(t);
-      }
+      if (stage == s) reduce_once("layer " + std::to_string(layer), layer_params(layer), it->second);
     }
+    if (s == 0) reduce_once("embedding", embedding_params(), last_embedding_backward_);
     // The optimizer updates this GPU's shard (ZeRO >= 1) or all of its parameters.
-    const std::int64_t shard = config_.zero_stage >= 1
-                                   ? dense_params / layout_.dp + expert_params / std::max(1, layout_.edp())
-                                   : dense_params + expert_params;
-    const TaskId optimizer = compute(s, "optimizer", "optimizer", compute::op_time(device_, optimizer_step(shard).op));
+    const auto shard = static_cast<std::int64_t>(
+        config_.zero_stage >= 1 ? held.dense / layout_.dp + held.expert / layout_.edp() : held.dense + held.expert);
+    const TaskId optimizer =
+        compute(s, "optimizer", "optimizer", compute::op_time(device_, optimizer_step(shard).op, sm_fraction_));
     for (const TaskId t : reductions) result_.graph.add_dependency(t, optimizer);
-    if (config_.zero_stage >= 1 && layout_.dp > 1) {
-      const TaskId gather = collective(s, kDpComm, "params all-gather", "dp",
-                                       ring_spec(s, ParallelGroup::kDp, collectives::RingCollective::kAllGather,
-                                                 static_cast<double>(dense_params) * kParamBytes));
-      result_.graph.add_dependency(optimizer, gather);
+    if (config_.zero_stage == 1 || config_.zero_stage == 2) {
+      dp_rings(s, "params all-gather", collectives::RingCollective::kAllGather, held, kParamBytes, optimizer, nullptr);
     }
   }
 
@@ -570,6 +860,8 @@ class StepBuilder {
   const workloads::MoeModel& model_;
   const workloads::ParallelLayout& layout_;
   const compute::DeviceProfile& device_;
+  ExecutorOptions executor_options_;
+  double sm_fraction_ = 1.0;  // of the SMs, what compute kernels get (the rest: config.comm_sms)
   LayerShape shape_;
   BlockTimes times_;
   int num_microbatches_ = 0;
@@ -577,12 +869,16 @@ class StepBuilder {
   std::vector<int> virtual_num_layers_;
   std::vector<int> moe_index_;
   StepResult result_;
-  std::unordered_map<std::string, int> specs_;  // looked up only
-  std::map<int, MoeLayerCost> moe_costs_;
+  std::unordered_map<std::string, int> specs_;             // looked up only
+  std::map<std::pair<int, int>, MoeLayerCost> moe_costs_;  // (layer, routing sample)
   std::map<OpKey, TaskId> first_task_;
   std::map<OpKey, TaskId> send_task_;
   std::map<std::pair<int, int>, TaskId> last_backward_;  // (stage, layer) -> its last backward task
-  TaskId last_comm_ = kNoTask;
+  TaskId pending_comm_ = kNoTask;                        // the micro-batch chain's (see on_chain)
+  TaskId tail_ = kNoTask;
+  TaskId last_head_backward_ = kNoTask;                 // the last micro-batch's, on the last stage
+  TaskId last_embedding_backward_ = kNoTask;            // the last micro-batch's, on the first stage
+  std::map<int, std::vector<TaskId>> zero_reductions_;  // by stage, ZeRO >= 2: the per-micro-batch reductions
 };
 
 }  // namespace
@@ -594,9 +890,11 @@ StepResult run_training_step(const topologies::Cluster& cluster, const compute::
 }
 
 TimePs step_lower_bound(const topologies::Cluster& cluster, const compute::CostProfile& profile,
-                        const StepConfig& config) {
+                        const StepConfig& config, const BoundOptions& options) {
   StepBuilder builder(cluster, profile, config);
-  return builder.lower_bound();
+  GroupRoutingCache own;
+  return builder.lower_bound(options.all_to_all_stride,
+                             options.routing_cache != nullptr ? *options.routing_cache : own);
 }
 
 }  // namespace moesim::sim::step

@@ -68,6 +68,13 @@ struct StepConfig {
   // decode: the forwards of one new token for each of gbs sequences with context_len tokens already cached.
   workloads::StepMode mode = workloads::StepMode::kTrain;
   std::int64_t context_len = 0;
+  // SMs each GPU gives its communication kernels for the whole step (DeepSeek-V3 gives 20 of 132): compute
+  // kernels run on the others, and each GPU's sends and receives are capped at compute::comm_bandwidth_limit of
+  // them. 0: communication takes no SMs and only the links limit it.
+  int comm_sms = 0;
+  // Routings sampled per MoE layer: micro-batch m uses sample m mod routing_samples (the same expert popularity,
+  // tokens of its own). 1: every micro-batch routes as the first.
+  int routing_samples = 1;
   ExecutorOptions executor;
 };
 
@@ -97,11 +104,28 @@ struct StepResult {
 StepResult run_training_step(const topologies::Cluster& cluster, const compute::CostProfile& profile,
                              const StepConfig& config);
 
-// A cheap estimate from below of run_training_step's step time, for the planner's pruning: each stage's compute
-// alone (every expert at the mean load, no skew), through the schedule's exact evaluator with free communication
-// and no optimizer. Communication and skew only add to it in the simulation, so it is a lower bound up to the
-// mean-load assumption (the slowest EP rank's grouped GEMMs are at least the mean rank's, padding aside).
+class GroupRoutingCache;  // bound.hpp
+
+// What step_lower_bound counts beyond compute at the mean expert load: the EP All-to-Alls, and the expert loads of
+// the sampled routing, of the MoE layers whose index among the MoE layers is a multiple of all_to_all_stride
+// (1: every MoE layer, the tightest; 0: none, compute alone). Every stride gives a lower bound; halving it counts
+// a superset of the layers, which only raises the bound.
+struct BoundOptions {
+  int all_to_all_stride = 1;
+  GroupRoutingCache* routing_cache = nullptr;  // sampled routings to reuse across calls (bound.hpp); null: none
+};
+
+// An estimate from below of run_training_step's step time, for the planner's pruning: each pipeline stage's passes
+// through the schedule's exact evaluator with free TP, PP and DP communication and no optimizer. A pass costs its
+// compute and the part of its EP All-to-Alls' lower bounds (bound.hpp: per link, bytes / capacity, plus the least
+// latency) that the compute allowed to overlap them (shared experts, weight gradients) cannot cover. The
+// All-to-Alls and the expert loads come from the routing of one EP group per stage, sampled as the step samples
+// it. Communication and skew only add to it in the simulation, so it is a lower bound up to one assumption: the
+// slowest EP rank's grouped GEMMs, and their input-gradient part, take at least the mean rank's (padding aside).
+// It costs about a step's routing sampling of the counted layers divided by the EP groups of a stage (less with a
+// routing cache that already holds them); with stride 0, microseconds. Throws as run_training_step does, and
+// std::invalid_argument for a negative stride.
 TimePs step_lower_bound(const topologies::Cluster& cluster, const compute::CostProfile& profile,
-                        const StepConfig& config);
+                        const StepConfig& config, const BoundOptions& options = {});
 
 }  // namespace moesim::sim::step

@@ -52,13 +52,16 @@ class Executor {
  public:
   Executor(const topologies::Cluster& cluster, const TaskGraph& graph, const ExecutorOptions& options)
       : graph_(graph),
-        cluster_(cluster),
         options_(options),
-        network_(simulator_, cluster, network::NetworkOptions{options.epsilon}),
+        network_(simulator_, cluster, network::NetworkOptions{options.epsilon, options.comm_bandwidth_limit_bps}),
         spec_links_(graph.collectives().size()),
         spec_done_(graph.collectives().size(), 0),
-        link_users_(cluster.num_links(), 0),
-        link_stamp_(cluster.num_links(), 0) {
+        link_users_(network_.num_links(), 0),
+        link_stamp_(network_.num_links(), 0) {
+    if (options.record_link_bytes) {
+      spec_link_bytes_.resize(graph.collectives().size());
+      bytes_on_link_.resize(network_.num_links(), 0.0);
+    }
     const std::size_t n = graph.size();
     timings_.resize(n);
     pending_.assign(n, 0);
@@ -108,6 +111,7 @@ class Executor {
     result.num_collectives_played = num_played_;
     result.num_collectives_memoized = num_memoized_;
     result.network = network_.stats();
+    result.link_bytes = std::move(spec_link_bytes_);
     return result;
   }
 
@@ -152,24 +156,35 @@ class Executor {
   }
 
   // The links the collective's transfers are routed over (routes depend only on source, destination and salt),
-  // computed once per collective spec.
+  // the virtual ones of a bandwidth limit included, computed once per collective spec; with record_link_bytes,
+  // also the bytes they carry.
   const std::vector<std::uint32_t>& links_of(std::size_t spec_idx) {
     std::vector<std::uint32_t>& links = spec_links_[spec_idx];
     if (spec_done_[spec_idx]) return links;
     spec_done_[spec_idx] = 1;
     ++stamp_;
+    const CollectiveSpec& spec = graph_.collectives()[spec_idx];
+    const bool is_recording = options_.record_link_bytes;
     std::vector<std::uint32_t> path;
-    for (const auto& node : graph_.collectives()[spec_idx].graph.nodes()) {
+    for (const auto& node : spec.graph.nodes()) {
       if (node.src_gpu < 0 || node.src_gpu == node.dst_gpu || node.units <= 0.0) continue;
       path.clear();
-      cluster_.route(node.src_gpu, node.dst_gpu, node.salt, path);
+      network_.route(node.src_gpu, node.dst_gpu, node.salt, path);
       for (const std::uint32_t link : path) {
+        if (is_recording) bytes_on_link_[link] += node.units * spec.bytes_per_unit;  // as TransferRunner sends
         if (link_stamp_[link] == stamp_) continue;
         link_stamp_[link] = stamp_;
         links.push_back(link);
       }
     }
     std::sort(links.begin(), links.end());
+    if (is_recording) {
+      std::vector<LinkBytes>& out = spec_link_bytes_[spec_idx];
+      for (const std::uint32_t link : links) {
+        if (!network_.is_virtual(link)) out.push_back(LinkBytes{link, bytes_on_link_[link]});
+        bytes_on_link_[link] = 0.0;
+      }
+    }
     return links;
   }
 
@@ -214,7 +229,6 @@ class Executor {
   }
 
   const TaskGraph& graph_;
-  const topologies::Cluster& cluster_;
   ExecutorOptions options_;
   Simulator simulator_;
   network::Network network_;
@@ -231,6 +245,8 @@ class Executor {
   std::vector<std::int32_t> link_users_;  // by link: collectives in flight routed over it
   std::vector<std::uint32_t> link_stamp_;
   std::uint32_t stamp_ = 0;
+  std::vector<std::vector<LinkBytes>> spec_link_bytes_;  // with record_link_bytes: by collective spec
+  std::vector<double> bytes_on_link_;                    // with record_link_bytes: links_of's scratch, by link
   std::int64_t num_played_ = 0;
   std::int64_t num_memoized_ = 0;
 };

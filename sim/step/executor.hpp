@@ -21,6 +21,17 @@
 // (the memoised one has no flows), so that contention is missed. ExecutorOptions::memoize = false plays
 // everything live; tests and BENCHMARKS.md compare the two.
 //
+// Communication SMs. ExecutorOptions::comm_bandwidth_limit_bps caps every GPU's total send rate and total receive
+// rate over all the collectives in flight (the SMs their kernels run on can drive no more; network.hpp's virtual
+// links). The virtual links count among a collective's links, so two collectives that share a GPU's cap are not
+// clean measurements; the cap is the same for every collective, so memoised durations stay valid.
+//
+// Link bytes. With ExecutorOptions::record_link_bytes, the result holds, per collective spec that ran, the bytes
+// its traffic put on each cluster link: the sum over its transfers of their bytes on every link of their route.
+// Routes and bytes depend only on the spec, so a memoised run carried exactly what the measurement it reuses did,
+// and every task of the spec carried the spec's bytes between its start and end (the step trace's link counters).
+// The bytes are computed while the links are, once per spec; off, nothing is recorded.
+//
 // Critical path: each task remembers the predecessor whose completion released it (its stream predecessor or a
 // dependency, whichever finished last; ties to the earlier-added task). Walking back from the task that finished
 // last gives a chain whose durations and waits add up to the makespan.
@@ -88,6 +99,16 @@ class TaskGraph {
 struct ExecutorOptions {
   double epsilon = network::kDefaultEpsilon;  // the network's completion window
   bool memoize = true;                        // reuse clean measurements of repeated collectives (above)
+  // Per GPU, bytes/s: the most its communication kernels can send, and receive, in all (compute::
+  // comm_bandwidth_limit of their SMs). 0: no limit beyond the links.
+  double comm_bandwidth_limit_bps = 0;
+  bool record_link_bytes = false;  // fill ExecutionResult::link_bytes (above)
+};
+
+// Bytes a collective's traffic puts on one cluster link.
+struct LinkBytes {
+  std::uint32_t link = 0;
+  double bytes = 0.0;
 };
 
 struct TaskTiming {
@@ -104,6 +125,9 @@ struct ExecutionResult {
   std::int64_t num_collectives_played = 0;
   std::int64_t num_collectives_memoized = 0;
   network::NetworkStats network;
+  // With ExecutorOptions::record_link_bytes: by collective spec (TaskGraph::collectives()), the bytes of its traffic
+  // on each cluster link it crosses, by ascending link; empty for a spec no task ran, or when not recorded.
+  std::vector<std::vector<LinkBytes>> link_bytes;
 };
 
 // Runs the graph from time 0. Throws std::invalid_argument for a task naming a collective or lane that does not

@@ -168,6 +168,19 @@ TEST(PipelineOrder, PeakInFlightMatchesTheOrder) {
   }
 }
 
+TEST(PipelineEvaluator, ABackwardsOutputLeadSendsItsGradientsEarly) {
+  // Two stages, one micro-batch, forward 10, backward 20, p2p 3. Stage 0 forward 0-10, stage 1 forward 13-23,
+  // stage 1 backward 23-43. Its input gradients are ready 5 before its end (the weight gradients after them),
+  // so stage 0's backward starts at 43 - 5 + 3 = 41 (not 46) and ends at 61.
+  const auto order = pipeline_order(PipelineSchedule::k1F1B, 2, 1, 1);
+  std::vector<StageCost> costs = {{10, 20}, {10, 20, 5}};
+  EXPECT_EQ(evaluate_pipeline(order, 1, 1, costs, 3).makespan_ps, 61);
+  costs[1].backward_output_lead_ps = 0;
+  EXPECT_EQ(evaluate_pipeline(order, 1, 1, costs, 3).makespan_ps, 66);
+  costs[1].backward_output_lead_ps = 21;  // more than the backward
+  EXPECT_THROW(evaluate_pipeline(order, 1, 1, costs, 3), std::invalid_argument);
+}
+
 TEST(PipelineEvaluator, RespectsDependenciesAndStageOrder) {
   // Every op starts no earlier than its stage's previous op ends and its input arrives (p2p latency across
   // stages), and at least one of the two is tight (the evaluator never idles without a reason).

@@ -1,7 +1,10 @@
 #include "sim/network/network.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -149,6 +152,109 @@ TEST_F(NetworkTest, CompletionWindowErrsLateButStaysClose) {
   // windowed run can never beat it.
   EXPECT_GE(windowed_last, exact_last - 1);
   EXPECT_LE(static_cast<double>(windowed_last), static_cast<double>(exact_last) * 1.02);
+}
+
+// The communication kernels' bandwidth limit: a per-GPU cap on the total send and the total receive rate.
+constexpr double kLimit = 40e9;  // below the 100 GB/s ports
+TimePs limited_ps(double bytes) {
+  return std::llround(bytes / kLimit * 1e12);
+}
+
+TEST_F(NetworkTest, ALimitBelowTheLinksSetsTheRate) {
+  // 1 MB from GPU 0 to GPU 1 with a 40 GB/s limit: the links could carry 100 GB/s, the kernel drives 40, so the
+  // transfer takes 1 MB / 40 GB/s = 25 us after the same 2 us of latency (the limit adds none).
+  Simulator sim;
+  Network net(sim, cluster_, {0.0, kLimit});
+  Recorder rec(sim);
+  net.start_flow(0, 1, 1e6, 0, &rec, 0);
+  sim.run();
+  const TimePs expected = kPathLatency + limited_ps(1e6);
+  std::printf("Expectation: %lld ps / Actual result: %lld ps\n", static_cast<long long>(expected),
+              static_cast<long long>(rec.finish[0]));
+  EXPECT_NEAR(static_cast<double>(rec.finish[0]), static_cast<double>(expected), 1.0);
+  // The virtual links come after the cluster's and are not counted.
+  EXPECT_EQ(net.num_links(), cluster_.num_links() + std::size_t{2} * 4);  // two per GPU
+  EXPECT_EQ(net.link_counters().size(), cluster_.num_links());
+}
+
+TEST_F(NetworkTest, FlowsFromOneGpuShareItsLimitWhateverLinksTheyTake) {
+  // 0 -> 1 and 0 -> 2, 1 MB each, 40 GB/s limit: GPU 0's uplink (100 GB/s) could give each 50, but the limit is
+  // on GPU 0's total send rate, so each gets 20 GB/s: 1 MB / 20 GB/s = 50 us, both finishing together.
+  Simulator sim;
+  Network net(sim, cluster_, {0.0, kLimit});
+  Recorder rec(sim);
+  net.start_flow(0, 1, 1e6, 0, &rec, 0);
+  net.start_flow(0, 2, 1e6, 0, &rec, 1);
+  sim.run();
+  const TimePs expected = kPathLatency + limited_ps(2e6);
+  std::printf("Expectation: %lld ps / Actual result: %lld ps\n", static_cast<long long>(expected),
+              static_cast<long long>(rec.finish[0]));
+  EXPECT_NEAR(static_cast<double>(rec.finish[0]), static_cast<double>(expected), 1.0);
+  EXPECT_EQ(rec.finish[0], rec.finish[1]);
+}
+
+TEST_F(NetworkTest, FlowsIntoOneGpuShareItsReceiveLimit) {
+  // 0 -> 2 and 1 -> 2 with the limit: GPU 2 receives 40 GB/s in all, 20 each, while 2 -> 3 at the same time
+  // sends alone at the full 40 (sending and receiving are separate limits).
+  Simulator sim;
+  Network net(sim, cluster_, {0.0, kLimit});
+  Recorder rec(sim);
+  net.start_flow(0, 2, 1e6, 0, &rec, 0);
+  net.start_flow(1, 2, 1e6, 0, &rec, 1);
+  net.start_flow(2, 3, 1e6, 0, &rec, 2);
+  sim.run();
+  EXPECT_NEAR(static_cast<double>(rec.finish[0]), static_cast<double>(kPathLatency + limited_ps(2e6)), 1.0);
+  EXPECT_EQ(rec.finish[0], rec.finish[1]);
+  EXPECT_NEAR(static_cast<double>(rec.finish[2]), static_cast<double>(kPathLatency + limited_ps(1e6)), 1.0);
+}
+
+TEST_F(NetworkTest, ALimitAboveTheLinksOrZeroChangesNothing) {
+  // The same skewed traffic with no limit, a zero limit and a limit above every port: identical trajectories.
+  auto run = [&](double limit) {
+    Simulator sim;
+    Network net(sim, cluster_, {0.0, limit});
+    Recorder rec(sim);
+    for (int i = 0; i < 4; ++i) {
+      for (int k = 0; k < 5; ++k) {
+        net.start_flow(i, (i + k) % 4, 1e5 * (1 + k), 0, &rec, static_cast<std::uint64_t>(i) * 5 + k);
+      }
+    }
+    sim.run();
+    return std::make_pair(rec.finish, net.stats().fingerprint);
+  };
+  const auto none = run(0.0);
+  EXPECT_EQ(run(0.0), none);
+  EXPECT_EQ(run(1e15), none);
+  Simulator sim;
+  EXPECT_EQ(Network(sim, cluster_, {0.0, 0.0}).num_links(), cluster_.num_links());
+}
+
+TEST_F(NetworkTest, RouteAppendsTheVirtualLinksOnlyWithALimit) {
+  Simulator sim;
+  std::vector<std::uint32_t> physical;
+  cluster_.route(1, 3, 0, physical);
+  std::vector<std::uint32_t> path;
+  Network(sim, cluster_, {0.0, 0.0}).route(1, 3, 0, path);
+  EXPECT_EQ(path, physical);
+  path.clear();
+  const Network limited(sim, cluster_, {0.0, kLimit});
+  limited.route(1, 3, 0, path);
+  ASSERT_EQ(path.size(), physical.size() + 2);
+  const auto base = static_cast<std::uint32_t>(cluster_.num_links());
+  EXPECT_EQ(path[path.size() - 2], base + 2 * 1);      // GPU 1's egress
+  EXPECT_EQ(path[path.size() - 1], base + 2 * 3 + 1);  // GPU 3's ingress
+  EXPECT_TRUE(limited.is_virtual(path.back()));
+  EXPECT_FALSE(limited.is_virtual(path.front()));
+  path.clear();
+  limited.route(2, 2, 0, path);
+  EXPECT_TRUE(path.empty());
+}
+
+TEST_F(NetworkTest, ANegativeOrInfiniteLimitIsAnError) {
+  Simulator sim;
+  EXPECT_THROW(Network(sim, cluster_, {0.0, -1.0}), std::invalid_argument);
+  EXPECT_THROW(Network(sim, cluster_, {0.0, std::numeric_limits<double>::infinity()}), std::invalid_argument);
+  EXPECT_THROW(Network(sim, cluster_, {0.0, std::numeric_limits<double>::quiet_NaN()}), std::invalid_argument);
 }
 
 }  // namespace

@@ -77,7 +77,13 @@ TEST(StepBuilder, OneGpuRunsEveryKernelOnceInOrder) {
                                 sum_time(device, head_forward(m, shape)) + sum_time(device, head_backward(m, shape)) +
                                 sum_time(device, embedding_backward(m, shape)) +
                                 4 * (layer_forward(device, m, shape) + layer_backward(device, m, shape));
-  const std::int64_t params = 4 * (m.num_attention_params() + m.num_router_params() + 4 * m.num_expert_params());
+  // The optimizer updates what the memory model counts: 4 layers (attention and its norms, router, 4 experts),
+  // the embedding table and the untied head.
+  const workloads::HeldParameters layer = workloads::layer_params_per_gpu(m, config.layout, 0);
+  const auto params = static_cast<std::int64_t>(4 * (layer.dense + layer.expert) +
+                                                2 * workloads::embedding_params_per_gpu(m, config.layout));
+  EXPECT_EQ(layer.dense, m.num_attention_params() + m.num_router_params() + 2 * m.hidden_size);
+  EXPECT_EQ(layer.expert, 4 * m.num_expert_params());
   const TimePs expected = 2 * per_microbatch + compute::op_time(device, optimizer_step(params).op);
   std::printf("  one GPU, 2 micro-batches: expected %.3f us, simulated %.3f us\n", expected * 1e-6,
               result.step_time * 1e-6);
@@ -139,7 +145,8 @@ TEST(StepBuilder, PipelineFollowsTheScheduleEvaluator) {
   // Two stages on two GPUs, 4 micro-batches, 1F1B. Each stage's forward and backward times are sums of kernel
   // times; the sends between stages are one transfer of T h x 2 bytes (1 us latency + bytes / 100 GB/s). The
   // schedule evaluator (workloads/schedule.hpp) with those costs and that p2p time gives the pipeline's
-  // makespan; the optimizer of the last stage to finish follows.
+  // makespan; the optimizer of the last stage to finish follows. A backward's send leaves before its last kernels,
+  // the weight gradients of the chunk's first layer's attention: that is its output lead.
   const topologies::Cluster cluster(moesim::testing::crossbar_config(2, "100 GB/s", "0.5 us"));
   const compute::CostProfile profile = test_profile();
   const compute::DeviceProfile& device = profile.device("test-gpu");
@@ -156,10 +163,17 @@ TEST(StepBuilder, PipelineFollowsTheScheduleEvaluator) {
               2 * backward + sum_time(device, embedding_backward(m, shape))};
   costs[1] = {2 * forward + sum_time(device, head_forward(m, shape)),
               2 * backward + sum_time(device, head_backward(m, shape))};
+  TimePs attention_weight = 0;
+  for (const LayerOp& op : attention_backward(m, shape)) {
+    if (op.is_weight_gradient) attention_weight += compute::op_time(device, op.op);
+  }
+  costs[1].backward_output_lead_ps = attention_weight;
   const TimePs p2p = 1'000'000 + static_cast<TimePs>(512.0 * 256 * 2 / 100e9 * 1e12 + 0.5);
   const auto order = workloads::pipeline_order(workloads::PipelineSchedule::k1F1B, 2, 4, 1);
   const workloads::PipelineTimeline timeline = workloads::evaluate_pipeline(order, 4, 1, costs, p2p);
-  const std::int64_t stage_params = 2 * (m.num_attention_params() + m.num_router_params() + 4 * m.num_expert_params());
+  // 1F1B's last backward is stage 0's, which also holds the embedding.
+  const std::int64_t stage_params =
+      2 * (m.num_attention_params() + m.num_router_params() + 4 * m.num_expert_params()) + m.num_embedding_params();
   const TimePs expected = timeline.makespan_ps + compute::op_time(device, optimizer_step(stage_params).op);
   std::printf("  two stages, 1F1B, 4 micro-batches: evaluator + optimizer %.3f us, simulated %.3f us\n",
               expected * 1e-6, result.step_time * 1e-6);
@@ -218,10 +232,133 @@ TEST(StepBuilder, ExpertTensorParallelismGathersItsGroupsTokens) {
   const StepResult etp = run_training_step(cluster, profile, config_for("dp=4,ep=1,etp=4,mbs=1,gbs=4", 4));
   EXPECT_EQ(task_duration(etp, "fwd mb0 layer 0 experts"),
             sum_time(device, experts_forward(m, shape, {4 * 512, 4 * 512, 4 * 512, 4 * 512})));
-  EXPECT_EQ(task_duration(etp, "bwd mb0 layer 0 experts"),
-            sum_time(device, experts_backward(m, shape, {4 * 512, 4 * 512, 4 * 512, 4 * 512})));
+  // The backward's input gradients are one task, its weight gradients another.
+  const std::vector<LayerOp> backward = experts_backward(m, shape, {4 * 512, 4 * 512, 4 * 512, 4 * 512});
+  TimePs weight = 0;
+  for (const LayerOp& op : backward) weight += op.is_weight_gradient ? compute::op_time(device, op.op) : 0;
+  EXPECT_EQ(task_duration(etp, "bwd mb0 layer 0 experts"), sum_time(device, backward) - weight);
+  EXPECT_EQ(task_duration(etp, "bwd mb0 layer 0 experts wgrad"), weight);
   EXPECT_EQ(count_category(etp, "etp"), 4 * 1 * 4);  // 4 layers x 1 micro-batch x 4 collectives
   EXPECT_LT(etp.mfu, 1.0);
+}
+
+// When task `name` (a collective or compute task) ran.
+TaskTiming timing_of(const StepResult& result, const std::string& name) {
+  for (std::size_t i = 0; i < result.graph.tasks().size(); ++i) {
+    if (result.graph.tasks()[i].name == name) return result.execution.timings[i];
+  }
+  ADD_FAILURE() << "no task " << name;
+  return {};
+}
+
+// Tasks on stream `stream` whose name contains `part`.
+int count_named(const StepResult& result, int stream, const std::string& part) {
+  int n = 0;
+  for (const Task& task : result.graph.tasks()) {
+    n += task.stream == stream && task.name.find(part) != std::string::npos ? 1 : 0;
+  }
+  return n;
+}
+
+TEST(StepBuilder, SequenceParallelismGathersAndScattersAroundTpBlocksAndWeightGradientsOverlap) {
+  // TP 2 on two GPUs, one micro-batch of 512 tokens, hidden 256: with sequence parallelism each TP block (the
+  // attention here; the MoE block has no shared experts) all-gathers its input and reduce-scatters its output,
+  // forward and backward: 4 layers x 2 passes x 2 = 16 TP collectives, no all-reduce. Each moves half of the
+  // T h x 2 bytes = 262,144-byte buffer to the peer: 1 us (two hops of 0.5 us) + 131,072 B / 100 GB/s.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(2, "100 GB/s", "0.5 us"));
+  const StepResult r = run_training_step(cluster, test_profile(), config_for("dp=1,tp=2,mbs=1,gbs=1", 2));
+  EXPECT_EQ(count_category(r, "tp"), 16);
+  EXPECT_EQ(count_named(r, 1, "all-reduce"), 0);
+  const TaskTiming gather = timing_of(r, "fwd mb0 layer 0 attention tp all-gather");
+  const double expected = 1e6 + 131072.0 / 100e9 * 1e12;
+  EXPECT_NEAR(static_cast<double>(gather.end - gather.start), expected, 0.01 * expected);
+  // Backward: the weight gradients start when the input gradients end, while their reduce-scatter is in flight.
+  const TaskTiming input = timing_of(r, "bwd mb0 layer 0 attention");
+  const TaskTiming weight = timing_of(r, "bwd mb0 layer 0 attention wgrad");
+  const TaskTiming scatter = timing_of(r, "bwd mb0 layer 0 attention tp reduce-scatter");
+  EXPECT_EQ(weight.start, input.end);
+  EXPECT_EQ(scatter.start, input.end);
+  EXPECT_LT(weight.start, scatter.end);
+}
+
+TEST(StepBuilder, ZeroStagesPlaceTheirGradientAndParameterCollectives) {
+  // DP 2 (EP 1, so the experts' data-parallel group is the same 2 GPUs), 2 micro-batches, 4 MoE layers. Gradient
+  // rings per reduction point: each layer's dense (dp) and expert (edp) parameters, the embedding's and the
+  // head's (dp): 4 x 2 + 2 = 10. ZeRO 0 and 1 reduce once per step; 2 and 3 once per micro-batch. The updated
+  // parameters are all-gathered after the optimizer (dp and edp) with ZeRO 1 and 2; ZeRO 3 gathers each layer's
+  // before each forward and backward instead: 4 layers x 2 passes x 2 micro-batches x 2 rings = 32.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(2, "100 GB/s", "0.5 us"));
+  StepConfig config = config_for("dp=2,mbs=1,gbs=4", 2);
+  const int dp_stream = 3;
+  for (const int zero : {0, 1, 2, 3}) {
+    config.zero_stage = zero;
+    const StepResult r = run_training_step(cluster, test_profile(), config);
+    SCOPED_TRACE("zero " + std::to_string(zero));
+    EXPECT_EQ(count_named(r, dp_stream, "grads"), zero >= 2 ? 20 : 10);
+    EXPECT_EQ(count_named(r, dp_stream, "params all-gather"), zero == 1 || zero == 2 ? 2 : 0);
+    EXPECT_EQ(count_named(r, dp_stream, "params dp"), zero == 3 ? 16 : 0);
+    EXPECT_EQ(count_named(r, dp_stream, "params edp"), zero == 3 ? 16 : 0);
+  }
+}
+
+TEST(StepBuilder, RoutingSamplesGiveEachMicroBatchItsOwnTokens) {
+  // Four GPUs, EP 4, 2 micro-batches, top-1 of 4 experts over a Zipf popularity. One sample: both micro-batches
+  // dispatch the same traffic (one dispatch spec per layer). Two: one per layer and sample, micro-batch 0 keeping
+  // the first sample's routing (the same as with one), and the slowest rank's expert load differs somewhere.
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(4, "100 GB/s", "0.5 us"));
+  StepConfig config = config_for("dp=4,ep=4,mbs=1,gbs=8", 4);
+  config.model.num_topk = 1;
+  config.routing = workloads::parse_routing("zipf:1");
+  auto dispatch_specs = [](const StepResult& r) {
+    int n = 0;
+    for (const CollectiveSpec& spec : r.graph.collectives())
+      n += spec.signature.find(" dispatch ") != std::string::npos;
+    return n;
+  };
+  const StepResult one = run_training_step(cluster, test_profile(), config);
+  config.routing_samples = 2;
+  const StepResult two = run_training_step(cluster, test_profile(), config);
+  EXPECT_EQ(dispatch_specs(one), 4);
+  EXPECT_EQ(dispatch_specs(two), 8);
+  bool differs = false;
+  for (int layer = 0; layer < 4; ++layer) {
+    const std::string l = " layer " + std::to_string(layer) + " experts";
+    EXPECT_EQ(task_duration(one, "fwd mb0" + l), task_duration(two, "fwd mb0" + l));
+    EXPECT_EQ(task_duration(one, "fwd mb0" + l), task_duration(one, "fwd mb1" + l));
+    differs = differs || task_duration(two, "fwd mb0" + l) != task_duration(two, "fwd mb1" + l);
+  }
+  EXPECT_TRUE(differs);
+  config.routing_samples = 0;
+  EXPECT_THROW(run_training_step(cluster, test_profile(), config), std::invalid_argument);
+}
+
+TEST(StepBuilder, SmsGivenToCommunicationSlowComputeAndCapTraffic) {
+  // Two stages as in PipelineFollowsTheScheduleEvaluator, with 2 of the H100's 132 SMs given to communication:
+  // every kernel runs on 130 / 132 of the SMs (op_time's sm_fraction) and the pipeline send is capped at 2 x the
+  // profile's comm_bandwidth_per_sm (2 x 25 GB/s, below the link's 100 GB/s).
+  const topologies::Cluster cluster(moesim::testing::crossbar_config(2, "100 GB/s", "0.5 us"));
+  const compute::CostProfile profile = test_profile();
+  const compute::DeviceProfile& device = profile.device("test-gpu");
+  ASSERT_EQ(device.sm_count, 132);
+  StepConfig config = config_for("dp=1,pp=2,mbs=1,gbs=1", 2);
+  const StepResult full = run_training_step(cluster, profile, config);
+  config.comm_sms = 2;
+  const StepResult half = run_training_step(cluster, profile, config);
+  const std::string name = "fwd mb0 layer 0 attention";
+  TimePs expected = 0;
+  LayerShape shape;
+  shape.seq_len = 512;
+  for (const LayerOp& op : attention_forward(config.model, shape))
+    expected += compute::op_time(device, op.op, 130.0 / 132.0);
+  EXPECT_EQ(task_duration(half, name), expected);
+  EXPECT_GT(half.step_time, full.step_time);
+  const double cap = 2 * device.comm_bandwidth_per_sm_bps;
+  ASSERT_LT(cap, 100e9);
+  const TaskTiming send = timing_of(half, "fwd mb0 send");
+  const double send_expected = 1e6 + 512.0 * 256 * 2 / cap * 1e12;
+  EXPECT_NEAR(static_cast<double>(send.end - send.start), send_expected, 0.01 * send_expected);
+  config.comm_sms = 132;
+  EXPECT_THROW(run_training_step(cluster, profile, config), std::invalid_argument);
 }
 
 TEST(StepBuilder, InvalidLayoutsAreRejected) {

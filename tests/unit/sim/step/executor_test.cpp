@@ -2,11 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include <yaml-cpp/yaml.h>
+
 #include "../test_clusters.hpp"
 #include "topologies/cluster.hpp"
+#include "topologies/cluster_config.hpp"
 
 namespace moesim::sim::step {
 namespace {
@@ -179,6 +183,104 @@ TEST(Executor, CyclesAndBadReferencesAreErrors) {
   const int far = add_transfer(graph, 0, 9, 1e6);  // GPU 9 of a 4-GPU cluster
   graph.add_collective(0, 1, "far", "comm", far);
   EXPECT_THROW(execute(crossbar(), graph), std::invalid_argument);
+}
+
+TEST(Executor, TheCommBandwidthLimitCapsEachGpusSendRate) {
+  // With a 40 GB/s limit per GPU, a 1 MB transfer takes 1 us of latency + 1 MB / 40 GB/s = 26 us instead of 11;
+  // two collectives sending from GPU 0 at once (to GPUs 1 and 2, on different lanes) share GPU 0's 40 GB/s,
+  // 20 each: 1 + 50 = 51 us. The limit 0 is no limit.
+  ExecutorOptions options;
+  options.comm_bandwidth_limit_bps = 40e9;
+  TaskGraph one;
+  const TaskId alone = one.add_collective(0, 1, "alone", "comm", add_transfer(one, 0, 1, 1e6));
+  EXPECT_EQ(execute(crossbar(), one, options).timings[alone].end, 26 * kUs);
+  options.comm_bandwidth_limit_bps = 0;
+  EXPECT_EQ(execute(crossbar(), one, options).timings[alone].end, 11 * kUs);
+
+  options.comm_bandwidth_limit_bps = 40e9;
+  TaskGraph two;
+  const TaskId x = two.add_collective(0, 1, "x", "comm", add_transfer(two, 0, 1, 1e6));
+  const TaskId y = two.add_collective(1, 1, "y", "comm", add_transfer(two, 0, 2, 1e6));
+  const ExecutionResult r = execute(crossbar(), two, options);
+  EXPECT_EQ(r.timings[x].end, 51 * kUs);
+  EXPECT_EQ(r.timings[y].end, 51 * kUs);
+}
+
+// Two nodes of two GPUs (NVLink inside a node, a NIC per GPU on one leaf between nodes): GPU 0 reaches GPU 1 over
+// NVLink and GPU 2 over PCIe and the network, so those two routes share no link.
+const topologies::Cluster& two_nodes() {
+  static const topologies::Cluster cluster(topologies::parse_cluster(YAML::Load(R"(name: two-nodes
+nodes: 2
+gpus_per_node: 2
+gpu: {name: test-gpu, bf16_tflops: 100, hbm_bandwidth: 1 TB/s, hbm_capacity: 16 GiB}
+nvlink: {bandwidth: 100 GB/s}
+pcie: {bandwidth: 32 GB/s}
+nic: {per_node: 2, bandwidth: 100 Gb/s}
+fabric:
+  rail_optimized: false
+  leaf: {down: 4}
+)"),
+                                                                     "two_nodes.yaml", std::nullopt));
+  return cluster;
+}
+
+TEST(Executor, CollectivesSharingOnlyAGpusLimitAreNotCleanMeasurements) {
+  // Lanes 0 and 1 send 0 -> 1 and 0 -> 2 twice each, all starting together. Without a limit the two share no link:
+  // each first run is clean and each repeat memoised. With a 10 GB/s limit they share GPU 0's: neither first run is
+  // a clean measurement, every run is played, and the times are those of playing everything.
+  TaskGraph graph;
+  const int a = add_transfer(graph, 0, 1, 1e6);
+  const int b = add_transfer(graph, 0, 2, 1e6);
+  for (int i = 0; i < 2; ++i) {
+    graph.add_collective(0, 1, "a", "comm", a);
+    graph.add_collective(1, 1, "b", "comm", b);
+  }
+  ExecutorOptions options;
+  EXPECT_EQ(execute(two_nodes(), graph, options).num_collectives_memoized, 2);
+  options.comm_bandwidth_limit_bps = 10e9;
+  const ExecutionResult limited = execute(two_nodes(), graph, options);
+  EXPECT_EQ(limited.num_collectives_memoized, 0);
+  options.memoize = false;
+  const ExecutionResult played = execute(two_nodes(), graph, options);
+  for (TaskId t = 0; t < graph.size(); ++t) EXPECT_EQ(limited.timings[t].end, played.timings[t].end);
+  // Each pair shares 10 GB/s, 5 each, so 1 MB takes at least 200 us per run.
+  EXPECT_GE(limited.makespan, 400 * kUs);
+}
+
+TEST(Executor, RecordsTheBytesEachCollectiveSpecPutsOnEachLink) {
+  // A spec of two transfers, 0 -> 1 (1 MB) and 0 -> 2 (2 MB), run twice (the second memoised): GPU 0's uplink
+  // carries 3 MB per run, the switch's ports to GPUs 1 and 2 carry 1 and 2 MB. The record is per spec, by link.
+  TaskGraph graph;
+  CollectiveSpec spec;
+  spec.signature = "fan-out";
+  spec.graph.add_transfer(0, 1, 1.0);
+  spec.graph.add_transfer(0, 2, 2.0);
+  spec.bytes_per_unit = 1e6;
+  const int s = graph.add_collective_spec(std::move(spec));
+  graph.add_collective(0, 1, "first", "comm", s);
+  const TaskId second = graph.add_collective(0, 1, "second", "comm", s);
+  const int unused = add_transfer(graph, 2, 3, 1e6);
+  ExecutorOptions options;
+  options.comm_bandwidth_limit_bps = 1e15;  // virtual links must not show up in the record
+  EXPECT_TRUE(execute(crossbar(), graph, options).link_bytes.empty()) << "not recorded unless asked";
+  options.record_link_bytes = true;
+  const ExecutionResult r = execute(crossbar(), graph, options);
+  EXPECT_TRUE(r.timings[second].memoized);
+  ASSERT_EQ(r.link_bytes.size(), 2u);
+  EXPECT_TRUE(r.link_bytes[static_cast<std::size_t>(unused)].empty());
+  std::vector<std::uint32_t> to1;
+  std::vector<std::uint32_t> to2;
+  crossbar().route(0, 1, 0, to1);
+  crossbar().route(0, 2, 0, to2);
+  ASSERT_EQ(to1.front(), to2.front());  // GPU 0's uplink
+  std::vector<LinkBytes> expected = {{to1.front(), 3e6}, {to1.back(), 1e6}, {to2.back(), 2e6}};
+  std::sort(expected.begin(), expected.end(), [](const LinkBytes& a, const LinkBytes& b) { return a.link < b.link; });
+  const std::vector<LinkBytes>& got = r.link_bytes[static_cast<std::size_t>(s)];
+  ASSERT_EQ(got.size(), expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].link, expected[i].link);
+    EXPECT_DOUBLE_EQ(got[i].bytes, expected[i].bytes);
+  }
 }
 
 }  // namespace
