@@ -671,81 +671,102 @@ class StepBuilder {
     first_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = static_cast<TaskId>(first_task);
   }
 
+  // The MoE block between its first and last compute task, forward and backward alike. After `start` (the
+  // router's forward, or the combine's backward), the All-to-All to the experts; beside it, the shared experts
+  // (they need only the block's input; split by tp, they all-gather it first and reduce-scatter their output
+  // after, queued on the layer's stream before and after that All-to-All), their weight gradients after them;
+  // then the experts between the ETP all-gather and reduce-scatter, and the All-to-All back, the experts' weight
+  // gradients beside it.
+  struct MoePass {
+    std::string name;    // "fwd mb0 layer 3 "
+    std::string suffix;  // "" forward, " grad" backward
+    const char* to_experts = "";
+    int to_experts_spec = -1;
+    const char* from_experts = "";
+    int from_experts_spec = -1;
+    int etp_gather = -1;  // -1: no expert TP
+    int etp_scatter = -1;
+    std::string shared_category;
+    TimePs shared_input = 0;
+    TimePs shared_weight = 0;
+    std::string experts_category;
+    TimePs experts_input = 0;
+    TimePs experts_weight = 0;
+  };
+  void add_moe_middle(int s, TaskId start, const MoePass& pass) {
+    const std::string& name = pass.name;
+    const bool shared_tp = times_.has_shared && layout_.tp > 1;
+    TaskId shared_gather = kNoTask;
+    if (shared_tp) {
+      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
+                                 tp_spec(s, collectives::RingCollective::kAllGather));
+      result_.graph.add_dependency(start, shared_gather);
+    }
+    comm_on_chain(start, collective(s, kLayerComm, name + pass.to_experts, "ep", pass.to_experts_spec));
+    if (times_.has_shared) {
+      const TaskId shared = compute(s, name + "shared experts", pass.shared_category, pass.shared_input);
+      if (shared_tp) {
+        result_.graph.add_dependency(shared_gather, shared);
+        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
+                                          tp_spec(s, collectives::RingCollective::kReduceScatter));
+        result_.graph.add_dependency(shared, scatter);
+      }
+      if (pass.shared_weight > 0) compute(s, name + "shared experts wgrad", pass.shared_category, pass.shared_weight);
+    }
+    if (pass.etp_gather >= 0) {
+      comm_on_chain(tail_, collective(s, kLayerComm, name + "etp all-gather" + pass.suffix, "etp", pass.etp_gather));
+    }
+    const TaskId experts = on_chain(compute(s, name + "experts", pass.experts_category, pass.experts_input));
+    if (pass.etp_scatter >= 0) {
+      comm_on_chain(experts,
+                    collective(s, kLayerComm, name + "etp reduce-scatter" + pass.suffix, "etp", pass.etp_scatter));
+    }
+    comm_on_chain(tail_, collective(s, kLayerComm, name + pass.from_experts, "ep", pass.from_experts_spec));
+    if (pass.experts_weight > 0) compute(s, name + "experts wgrad", pass.experts_category, pass.experts_weight);
+  }
+
   // `category` overrides the compute tasks' categories (e.g. "recompute"); empty keeps their own.
   void add_moe_forward(int s, int layer, int sample, const std::string& name, const std::string& category) {
     const MoeLayerCost& cost = moe_cost(s, layer, sample);
     auto as = [&](const char* own) { return category.empty() ? std::string(own) : category; };
-    const bool shared_tp = times_.has_shared && layout_.tp > 1;
     const TaskId router = on_chain(compute(s, name + "router", as("router"), times_.router_forward));
-    // The shared experts need only the router's input, so they run while the dispatch is in flight; split by tp,
-    // they gather their input and reduce-scatter their output around it (queued on the layer's stream, the
-    // gather before the dispatch, the scatter after it).
-    TaskId shared_gather = kNoTask;
-    if (shared_tp) {
-      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
-                                 tp_spec(s, collectives::RingCollective::kAllGather));
-      result_.graph.add_dependency(router, shared_gather);
-    }
-    comm_on_chain(router, collective(s, kLayerComm, name + "dispatch", "ep", cost.dispatch));
-    if (times_.has_shared) {
-      const TaskId shared = compute(s, name + "shared experts", as("shared"), times_.shared_forward);
-      if (shared_tp) {
-        result_.graph.add_dependency(shared_gather, shared);
-        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
-                                          tp_spec(s, collectives::RingCollective::kReduceScatter));
-        result_.graph.add_dependency(shared, scatter);
-      }
-    }
-    if (cost.etp_gather >= 0) {
-      comm_on_chain(tail_, collective(s, kLayerComm, name + "etp all-gather", "etp", cost.etp_gather));
-    }
-    const TaskId experts = on_chain(compute(s, name + "experts", as("experts"), cost.experts_forward));
-    if (cost.etp_scatter >= 0) {
-      comm_on_chain(experts, collective(s, kLayerComm, name + "etp reduce-scatter", "etp", cost.etp_scatter));
-    }
-    comm_on_chain(tail_, collective(s, kLayerComm, name + "combine", "ep", cost.combine));
+    MoePass pass;
+    pass.name = name;
+    pass.to_experts = "dispatch";
+    pass.to_experts_spec = cost.dispatch;
+    pass.from_experts = "combine";
+    pass.from_experts_spec = cost.combine;
+    pass.etp_gather = cost.etp_gather;
+    pass.etp_scatter = cost.etp_scatter;
+    pass.shared_category = as("shared");
+    pass.shared_input = times_.shared_forward;
+    pass.experts_category = as("experts");
+    pass.experts_input = cost.experts_forward;
+    add_moe_middle(s, router, pass);
     on_chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
   }
 
   // The chain in reverse: the combine's backward, the gradients dispatched back to the experts (the combine's
-  // pattern), the experts' input gradients, their return (the dispatch's pattern) while the experts' weight
-  // gradients run, the router. The shared experts' backward overlaps the first All-to-All.
+  // pattern reversed, which is the dispatch's), the experts' input gradients, their return, the router.
   void add_moe_backward(int s, int layer, int sample, const std::string& name) {
     const MoeLayerCost& cost = moe_cost(s, layer, sample);
-    const bool shared_tp = times_.has_shared && layout_.tp > 1;
     const TaskId unpermute = on_chain(compute(s, name + "combine", "combine", times_.combine_backward));
-    TaskId shared_gather = kNoTask;
-    if (shared_tp) {
-      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
-                                 tp_spec(s, collectives::RingCollective::kAllGather));
-      result_.graph.add_dependency(unpermute, shared_gather);
-    }
-    comm_on_chain(unpermute, collective(s, kLayerComm, name + "combine grad", "ep", cost.dispatch_grad));
-    if (times_.has_shared) {
-      const TaskId shared =
-          compute(s, name + "shared experts", "shared", times_.shared_backward - times_.shared_backward_weight);
-      if (shared_tp) {
-        result_.graph.add_dependency(shared_gather, shared);
-        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
-                                          tp_spec(s, collectives::RingCollective::kReduceScatter));
-        result_.graph.add_dependency(shared, scatter);
-      }
-      if (times_.shared_backward_weight > 0) {
-        compute(s, name + "shared experts wgrad", "shared", times_.shared_backward_weight);
-      }
-    }
-    if (cost.etp_gather_grad >= 0) {
-      comm_on_chain(tail_, collective(s, kLayerComm, name + "etp all-gather grad", "etp", cost.etp_gather_grad));
-    }
-    const TaskId experts =
-        on_chain(compute(s, name + "experts", "experts", cost.experts_backward - cost.experts_backward_weight));
-    if (cost.etp_scatter_grad >= 0) {
-      comm_on_chain(experts, collective(s, kLayerComm, name + "etp reduce-scatter grad", "etp", cost.etp_scatter_grad));
-    }
-    comm_on_chain(tail_, collective(s, kLayerComm, name + "dispatch grad", "ep", cost.combine_grad));
-    if (cost.experts_backward_weight > 0) {
-      compute(s, name + "experts wgrad", "experts", cost.experts_backward_weight);
-    }
+    MoePass pass;
+    pass.name = name;
+    pass.suffix = " grad";
+    pass.to_experts = "combine grad";
+    pass.to_experts_spec = cost.dispatch_grad;
+    pass.from_experts = "dispatch grad";
+    pass.from_experts_spec = cost.combine_grad;
+    pass.etp_gather = cost.etp_gather_grad;
+    pass.etp_scatter = cost.etp_scatter_grad;
+    pass.shared_category = "shared";
+    pass.shared_input = times_.shared_backward - times_.shared_backward_weight;
+    pass.shared_weight = times_.shared_backward_weight;
+    pass.experts_category = "experts";
+    pass.experts_input = cost.experts_backward - cost.experts_backward_weight;
+    pass.experts_weight = cost.experts_backward_weight;
+    add_moe_middle(s, unpermute, pass);
     on_chain(compute(s, name + "router", "router", times_.router_backward));
   }
 
