@@ -19,6 +19,7 @@
 #include "kernels/backend.hpp"
 #include "kernels/config.hpp"
 #include "kernels/harness/bench.hpp"
+#include "kernels/harness/collectives.hpp"
 #include "kernels/harness/measurements_io.hpp"
 #include "kernels/harness/validate.hpp"
 
@@ -33,10 +34,16 @@ usage: moesim-kernels validate [OPTIONS]
 commands:
   validate    run every op (router, permute, grouped_ffn, dense_gemm, unpermute) on seeded inputs over a table of
               shapes (degenerate ones included) and compare with FP64 references: exact for data movement, a
-              normalised error within a per-dtype tolerance for reductions; prints a pass/fail table; exit code 1
-              if any check fails
+              normalised error within a per-dtype tolerance for reductions; then the NCCL all-to-all ops
+              (nccl_alltoall, nccl_alltoallv), every received chunk compared exactly with what its sender put
+              there; prints a pass/fail table; exit code 1 if any check fails
   bench       time every op over a sweep of sizes (tokens, hidden, experts, top-k, FFN width, skew, capacity) with
-              inputs rotated over 3x the last-level cache; prints min/median/max, TFLOP/s and GB/s
+              inputs rotated over 3x the last-level cache; prints min/median/max, TFLOP/s and GB/s; then
+              nccl_alltoall and nccl_alltoallv (Zipf-uneven per-peer sizes) over every GPU, 1 to 256 MiB per rank,
+              with algbw and busbw as nccl-tests reports them
+
+The nccl_* ops run only with --backend cuda, on 2 or more GPUs, in a build with NCCL; elsewhere they are listed
+as skipped with the reason (never as passed, never as a measurement).
 
 options:
   --backend cpu|cuda   where the kernels run (default cpu)
@@ -44,7 +51,8 @@ options:
   --threads N          CPU backend threads (default: every hardware thread); results do not depend on it
   --seed N             random seed for the inputs (default 1)
   --quick              validate: the quick shape table; bench: a few small points (CI)
-  --ops LIST           bench: only these ops, comma-separated
+  --ops LIST           bench: only these ops, comma-separated (router, permute, grouped_ffn, dense_gemm,
+                       unpermute, nccl_alltoall, nccl_alltoallv)
   --format text|json   what goes to stdout (default text; bench json is the Measurements as proto3 JSON)
   --out FILE           validate: also write the output to FILE; bench: write the Measurements to FILE (binary
                        protobuf, or proto3 JSON when FILE ends in .json) and a CSV beside it (FILE.csv)
@@ -209,26 +217,33 @@ int run(int argc, char** argv) {
     ops = split(*list);
     const auto& names = harness::bench_op_names();
     for (const auto& op : ops)
-      if (std::find(names.begin(), names.end(), op) == names.end())
-        throw std::invalid_argument(
-            "--ops: expected a comma-separated list of router, permute, grouped_ffn, "
-            "dense_gemm, unpermute; got '" +
-            op + "'");
+      if (std::find(names.begin(), names.end(), op) == names.end()) {
+        std::string message = "--ops: expected a comma-separated list of ";
+        for (std::size_t i = 0; i < names.size(); ++i) {
+          message += i == 0 ? "" : ", ";
+          message += names[i];
+        }
+        message += "; got '";
+        message += op;
+        message += "'";
+        throw std::invalid_argument(message);
+      }
     if (ops.empty()) throw std::invalid_argument("--ops: expected at least one op");
   }
 
   const std::unique_ptr<Backend> backend = make_backend(args);
   if (args.command == "validate") {
     ProgressLine progress(false);
-    const auto results = harness::validate(*backend, harness::select_shapes(is_quick), seed,
-                                           [&](const std::string& line) { progress(line); });
+    const auto on_progress = [&](const std::string& line) { progress(line); };
+    auto results = harness::validate(*backend, harness::select_shapes(is_quick), seed, on_progress);
+    for (auto& r : harness::validate_collectives(*backend, seed, on_progress)) results.push_back(std::move(r));
     progress.finish();
     const std::string text = format == "json" ? harness::validation_json(*backend, results, seed)
                                               : harness::validation_text(*backend, results, seed);
     std::cout << text;
     if (out) write_text_file(*out, text);
     for (const auto& r : results)
-      if (!r.passed()) return 1;
+      if (r.failed()) return 1;
     return 0;
   }
 

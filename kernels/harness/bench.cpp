@@ -10,6 +10,7 @@
 
 #include "kernels/config.hpp"
 #include "kernels/cpu/ops.hpp"
+#include "kernels/harness/collectives.hpp"
 #include "kernels/index_math.hpp"
 
 namespace moesim::kernels::harness {
@@ -409,16 +410,47 @@ std::vector<BenchPoint> bench_sweep(bool is_quick, bool is_gpu) {
 }
 
 const std::vector<std::string>& bench_op_names() {
-  static const std::vector<std::string> names = {"router", "permute", "grouped_ffn", "dense_gemm", "unpermute"};
+  static const std::vector<std::string> names = {"router",    "permute",       "grouped_ffn",   "dense_gemm",
+                                                 "unpermute", "nccl_alltoall", "nccl_alltoallv"};
   return names;
+}
+
+Timing time_iterations(const std::function<double()>& run_once, const BenchOptions& options) {
+  double estimate_ms = INFINITY;
+  for (int i = 0; i < std::max(options.warmup, 1); ++i) estimate_ms = std::min(estimate_ms, run_once());
+  const double wanted = options.target_seconds * 1e3 / std::max(estimate_ms, 1e-6);
+  const int iterations =
+      static_cast<int>(std::clamp(std::ceil(wanted), static_cast<double>(options.min_iterations),
+                                  static_cast<double>(std::max(options.min_iterations, options.max_iterations))));
+  Timing timing;
+  timing.set_warmup(std::max(options.warmup, 1));
+  timing.set_iterations(iterations);
+  std::vector<double> samples(static_cast<std::size_t>(iterations));
+  for (double& sample : samples) sample = run_once();
+  for (double s : samples) timing.add_samples_ms(s);
+  double sum = 0;
+  for (double s : samples) sum += s;
+  timing.set_min_ms(*std::min_element(samples.begin(), samples.end()));
+  timing.set_max_ms(*std::max_element(samples.begin(), samples.end()));
+  timing.set_median_ms(median_of(samples));
+  timing.set_mean_ms(sum / static_cast<double>(samples.size()));
+  return timing;
 }
 
 Measurements run_bench(Backend& backend, const std::vector<BenchPoint>& points, const BenchOptions& options) {
   const std::vector<std::string>& names = bench_op_names();
   for (const auto& op : options.ops)
-    if (std::find(names.begin(), names.end(), op) == names.end())
-      throw std::invalid_argument("bench: op: expected router, permute, grouped_ffn, dense_gemm or unpermute, got '" +
-                                  op + "'");
+    if (std::find(names.begin(), names.end(), op) == names.end()) {
+      std::string message = "bench: op: expected ";
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        message += i == 0 ? "" : i + 1 == names.size() ? " or " : ", ";
+        message += names[i];
+      }
+      message += ", got '";
+      message += op;
+      message += "'";
+      throw std::invalid_argument(message);
+    }
   const auto is_selected = [&](const std::string& op) {
     return options.ops.empty() || std::find(options.ops.begin(), options.ops.end(), op) != options.ops.end();
   };
@@ -438,81 +470,101 @@ Measurements run_bench(Backend& backend, const std::vector<BenchPoint>& points, 
   out.set_quick(options.is_quick);
   out.set_started_at(utc_now());
 
-  Rng pool_rng(options.seed, "bench/pool");
-  const std::vector<Bf16> pool = random_bf16(kPoolValues, 1.0, pool_rng);
-  Arena arena(backend);
-  const auto selected = static_cast<std::size_t>(
-      std::count_if(names.begin(), names.end(), [&](const auto& op) { return is_selected(op); }));
-  const std::size_t total = points.size() * selected;
-  std::size_t done = 0;
-  for (const BenchPoint& p : points) {
-    const PointInputs in = point_inputs(p, options.seed);
-    const std::vector<float> bias;  // the router runs unbiased here: the bias changes no cost
-    for (OpCase& c : op_cases(p, in, pool, bias)) {
-      if (!is_selected(c.op)) continue;
-      std::vector<std::size_t> offset;
-      std::size_t stride = 0;
-      for (const Buffer& buf : c.buffers) {
-        offset.push_back(stride);
-        stride += align_up(buf.bytes);
-      }
-      stride = std::max<std::size_t>(stride, kAlignment);
-      // Enough sets to cover 3x the cache, unless that passes the memory cap (one set always runs).
-      std::size_t sets = std::max<std::size_t>((3 * cache + stride - 1) / stride, 1);
-      if (sets * stride > options.max_rotation_bytes)
-        sets = std::max<std::size_t>(options.max_rotation_bytes / stride, 1);
-      sets = std::min(sets, kMaxSets);
-      char* base = arena.reserve(sets * stride);
-      fill_sets(backend, base, c.buffers, offset, stride, sets);
-      std::vector<char*> ptr(c.buffers.size());
-      std::size_t next_set = 0;
-      const auto run_once = [&] {
-        char* set = base + (next_set++ % sets) * stride;
-        for (std::size_t i = 0; i < ptr.size(); ++i) ptr[i] = c.buffers[i].bytes == 0 ? nullptr : set + offset[i];
-        backend.start_timer();
-        c.launch(backend, ptr);
-        return backend.stop_timer();
-      };
-      double estimate_ms = INFINITY;
-      for (int i = 0; i < std::max(options.warmup, 1); ++i) estimate_ms = std::min(estimate_ms, run_once());
-      const double wanted = options.target_seconds * 1e3 / std::max(estimate_ms, 1e-6);
-      const int iterations =
-          static_cast<int>(std::clamp(std::ceil(wanted), static_cast<double>(options.min_iterations),
-                                      static_cast<double>(std::max(options.min_iterations, options.max_iterations))));
-      Timing timing;
-      timing.set_warmup(std::max(options.warmup, 1));
-      timing.set_iterations(iterations);
-      std::vector<double> samples(static_cast<std::size_t>(iterations));
-      for (double& sample : samples) sample = run_once();
-      for (double s : samples) timing.add_samples_ms(s);
-      double sum = 0;
-      for (double s : samples) sum += s;
-      timing.set_min_ms(*std::min_element(samples.begin(), samples.end()));
-      timing.set_max_ms(*std::max_element(samples.begin(), samples.end()));
-      timing.set_median_ms(median_of(samples));
-      timing.set_mean_ms(sum / static_cast<double>(samples.size()));
+  // The all-to-all ops that will run, and a SkippedOp for each that cannot.
+  std::vector<std::string> collective_ops;
+  for (const std::string& op : collective_op_names()) {
+    if (!is_selected(op)) continue;
+    const std::string reason = options.make_alltoall ? "" : collectives_unavailable_reason(backend);
+    if (reason.empty()) {
+      collective_ops.push_back(op);
+    } else {
+      SkippedOp* skipped = out.add_skipped();
+      skipped->set_op(op);
+      skipped->set_reason(reason);
+    }
+  }
+  const std::vector<std::int64_t> sizes =
+      options.alltoall_bytes_per_rank.empty() ? alltoall_sizes(options.is_quick) : options.alltoall_bytes_per_rank;
 
-      Measurement* m = out.add_measurements();
-      m->set_op(c.op);
-      *m->mutable_shape() = c.shape;
-      m->set_dtype("bf16");
-      m->set_accumulate_dtype("fp32");
-      m->set_flops(c.flops);
-      m->set_bytes(c.bytes);
-      const double seconds = timing.median_ms() * 1e-3;
-      m->set_tflops(seconds > 0 ? c.flops / seconds / 1e12 : 0);
-      m->set_gbps(seconds > 0 ? c.bytes / seconds / 1e9 : 0);
-      *m->mutable_timing() = timing;
-      m->set_input_sets(static_cast<std::int32_t>(sets));
-      m->set_rotation_bytes(static_cast<std::int64_t>(sets * stride));
-      ++done;
-      if (options.progress) {
-        char median[32];
-        std::snprintf(median, sizeof median, "%.3f", timing.median_ms());
-        options.progress("[" + std::to_string(done) + "/" + std::to_string(total) + "] " + c.op + " " + describe(p) +
-                         ": median " + median + " ms over " + std::to_string(iterations));
+  const auto selected = static_cast<std::size_t>(std::count_if(
+      names.begin(), names.end(), [&](const auto& op) { return is_selected(op) && !is_collective_op(op); }));
+  const std::size_t total = points.size() * selected + collective_ops.size() * sizes.size();
+  std::size_t done = 0;
+  const auto report = [&](const std::string& what, const Timing& timing) {
+    ++done;
+    if (!options.progress) return;
+    char median[32];
+    std::snprintf(median, sizeof median, "%.3f", timing.median_ms());
+    options.progress("[" + std::to_string(done) + "/" + std::to_string(total) + "] " + what + ": median " + median +
+                     " ms over " + std::to_string(timing.iterations()));
+  };
+
+  // The backend's ops; the arena is released before the all-to-all buffers are allocated.
+  if (selected > 0) {
+    Rng pool_rng(options.seed, "bench/pool");
+    const std::vector<Bf16> pool = random_bf16(kPoolValues, 1.0, pool_rng);
+    Arena arena(backend);
+    for (const BenchPoint& p : points) {
+      const PointInputs in = point_inputs(p, options.seed);
+      const std::vector<float> bias;  // the router runs unbiased here: the bias changes no cost
+      for (OpCase& c : op_cases(p, in, pool, bias)) {
+        if (!is_selected(c.op)) continue;
+        std::vector<std::size_t> offset;
+        std::size_t stride = 0;
+        for (const Buffer& buf : c.buffers) {
+          offset.push_back(stride);
+          stride += align_up(buf.bytes);
+        }
+        stride = std::max<std::size_t>(stride, kAlignment);
+        // Enough sets to cover 3x the cache, unless that passes the memory cap (one set always runs).
+        std::size_t sets = std::max<std::size_t>((3 * cache + stride - 1) / stride, 1);
+        if (sets * stride > options.max_rotation_bytes)
+          sets = std::max<std::size_t>(options.max_rotation_bytes / stride, 1);
+        sets = std::min(sets, kMaxSets);
+        char* base = arena.reserve(sets * stride);
+        fill_sets(backend, base, c.buffers, offset, stride, sets);
+        std::vector<char*> ptr(c.buffers.size());
+        std::size_t next_set = 0;
+        const auto run_once = [&] {
+          char* set = base + (next_set++ % sets) * stride;
+          for (std::size_t i = 0; i < ptr.size(); ++i) ptr[i] = c.buffers[i].bytes == 0 ? nullptr : set + offset[i];
+          backend.start_timer();
+          c.launch(backend, ptr);
+          return backend.stop_timer();
+        };
+        const Timing timing = time_iterations(run_once, options);
+
+        Measurement* m = out.add_measurements();
+        m->set_op(c.op);
+        *m->mutable_shape() = c.shape;
+        m->set_dtype("bf16");
+        m->set_accumulate_dtype("fp32");
+        m->set_flops(c.flops);
+        m->set_bytes(c.bytes);
+        const double seconds = timing.median_ms() * 1e-3;
+        m->set_tflops(seconds > 0 ? c.flops / seconds / 1e12 : 0);
+        m->set_gbps(seconds > 0 ? c.bytes / seconds / 1e9 : 0);
+        *m->mutable_timing() = timing;
+        m->set_input_sets(static_cast<std::int32_t>(sets));
+        m->set_rotation_bytes(static_cast<std::int64_t>(sets * stride));
+        report(c.op + " " + describe(p), timing);
       }
     }
+  }
+
+  if (!collective_ops.empty()) {
+    const std::unique_ptr<AllToAll> exchange = options.make_alltoall ? options.make_alltoall() : make_nccl_alltoall();
+    for (const std::string& op : collective_ops)
+      for (const std::int64_t bytes : sizes) {
+        const bool is_even = op == "nccl_alltoall";
+        const AllToAllPlan plan = is_even ? alltoall_plan(exchange->num_ranks(), bytes)
+                                          : alltoallv_plan(exchange->num_ranks(), bytes, kAllToAllvSkew, options.seed);
+        Measurement* m = out.add_measurements();
+        *m = bench_alltoall(*exchange, op, plan, is_even ? "uniform" : kAllToAllvSkew.name(), options);
+        report(op + " gpus=" + std::to_string(exchange->num_ranks()) +
+                   " bytes_per_rank=" + std::to_string(m->shape().bytes_per_rank()),
+               m->timing());
+      }
   }
   return out;
 }
@@ -523,12 +575,20 @@ std::string bench_text(const Measurements& ms) {
       << (ms.backend() == "cpu" ? std::to_string(ms.threads()) + " threads" : std::to_string(ms.sm_count()) + " SMs")
       << "), inputs rotated over " << (3 * ms.cache_bytes() >> 20) << " MiB (3x the last-level cache), seed "
       << ms.seed() << "\n";
+  const auto& all = ms.measurements();
+  const bool has_collectives =
+      std::any_of(all.begin(), all.end(), [](const Measurement& m) { return is_collective_op(m.op()); });
+  const bool has_kernels =
+      std::any_of(all.begin(), all.end(), [](const Measurement& m) { return !is_collective_op(m.op()); });
   char line[512];
-  std::snprintf(line, sizeof line, "%-12s %6s %6s %7s %4s %5s %-10s %4s %6s %10s %10s %10s %9s %9s\n", "op", "tokens",
-                "hidden", "experts", "topk", "ffn", "skew", "cap", "rows", "min ms", "median ms", "max ms", "TFLOP/s",
-                "GB/s");
-  out << line;
-  for (const Measurement& m : ms.measurements()) {
+  if (has_kernels || !has_collectives) {
+    std::snprintf(line, sizeof line, "%-12s %6s %6s %7s %4s %5s %-10s %4s %6s %10s %10s %10s %9s %9s\n", "op", "tokens",
+                  "hidden", "experts", "topk", "ffn", "skew", "cap", "rows", "min ms", "median ms", "max ms", "TFLOP/s",
+                  "GB/s");
+    out << line;
+  }
+  for (const Measurement& m : all) {
+    if (is_collective_op(m.op())) continue;
     const Shape& s = m.shape();
     char cap[16];
     std::snprintf(cap, sizeof cap, "%g", s.capacity_factor());
@@ -540,6 +600,22 @@ std::string bench_text(const Measurements& ms) {
                   m.tflops(), m.gbps());
     out << line;
   }
+  if (has_collectives) {
+    out << "all-to-all over every GPU (algbw = bytes per rank / median time, busbw = algbw x (n - 1) / n):\n";
+    std::snprintf(line, sizeof line, "%-14s %4s %12s %-10s %12s %10s %10s %10s %10s %10s\n", "op", "gpus", "bytes/rank",
+                  "skew", "max recv", "min ms", "median ms", "max ms", "algbw GB/s", "busbw GB/s");
+    out << line;
+  }
+  for (const Measurement& m : all) {
+    if (!is_collective_op(m.op())) continue;
+    const Shape& s = m.shape();
+    std::snprintf(line, sizeof line, "%-14s %4d %12lld %-10s %12lld %10.4f %10.4f %10.4f %10.2f %10.2f\n",
+                  m.op().c_str(), s.num_gpus(), static_cast<long long>(s.bytes_per_rank()), s.skew().c_str(),
+                  static_cast<long long>(s.max_recv_bytes_per_rank()), m.timing().min_ms(), m.timing().median_ms(),
+                  m.timing().max_ms(), m.algbw_gbps(), m.busbw_gbps());
+    out << line;
+  }
+  for (const SkippedOp& skipped : ms.skipped()) out << "skipped " << skipped.op() << ": " << skipped.reason() << "\n";
   return out.str();
 }
 

@@ -18,6 +18,10 @@
 //   dense_gemm   flops = 2 m n k                bytes = 2 (m k + k n + m n), with m = R, n = 3 F, k = H
 //   unpermute    flops = 2 R H                  bytes = 2 R H (rows read) + 8 T k (rows, weights) + 2 T H
 // Achieved rates at the median time t (seconds): TFLOP/s = flops / t / 1e12, GB/s = bytes / t / 1e9.
+//
+// The all-to-all ops (nccl_alltoall, nccl_alltoallv) run after the others, over every local GPU rather than the
+// backend's one, sweeping bytes per rank instead of the points: kernels/harness/collectives.hpp says how they are
+// planned, timed and reported (algbw, busbw). Where they cannot run, the Measurements list them as skipped.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "kernels/backend.hpp"
+#include "kernels/collectives.hpp"
 #include "kernels/harness/inputs.hpp"
 #include "kernels/measurements.pb.h"
 
@@ -56,17 +61,27 @@ struct BenchOptions {
   int min_iterations = 5;
   int max_iterations = 100;
   double target_seconds = 0.5;   // timed iterations per (op, point) aim at this much time
-  std::vector<std::string> ops;  // empty: router, permute, grouped_ffn, dense_gemm, unpermute
+  std::vector<std::string> ops;  // empty: every op of bench_op_names()
   std::function<void(const std::string& line)> progress;
+  // The all-to-all ops: bytes per rank (empty: alltoall_sizes(is_quick)), and where the exchange comes from (null:
+  // NCCL over every local GPU, when the ops can run here; set: used as is, whatever the backend, as tests do with
+  // the host reference).
+  std::vector<std::int64_t> alltoall_bytes_per_rank;
+  AllToAllFactory make_alltoall;
 };
 
-// The op names, in the order run_bench times them.
+// The op names, in the order run_bench times them: the backend's ops, then the all-to-all ones.
 const std::vector<std::string>& bench_op_names();
+
+// Runs `run_once` (which returns its time in ms) max(warmup, 1) times untimed, then as many times as make about
+// target_seconds (by the fastest warm-up), within [min_iterations, max_iterations]; min, median, max and mean.
+Timing time_iterations(const std::function<double()>& run_once, const BenchOptions& options);
 
 // Times every op at every point. Throws std::invalid_argument for an unknown op name.
 Measurements run_bench(Backend& backend, const std::vector<BenchPoint>& points, const BenchOptions& options);
 
-// A readable table of the measurements, one row per (op, point).
+// A readable table of the measurements, one row per (op, point), the all-to-all ones in a table of their own, and a
+// line per skipped op with the reason.
 std::string bench_text(const Measurements& measurements);
 
 }  // namespace moesim::kernels::harness

@@ -70,7 +70,8 @@ std::string measurements_csv(const Measurements& ms) {
   std::ostringstream out;
   out << "op,tokens,hidden,experts,topk,ffn,skew,capacity_factor,rows,max_rows_per_expert,active_experts,m,n,k,"
          "dtype,accumulate_dtype,backend,device_name,sm_count,cpu_model,threads,warmup,iterations,min_ms,median_ms,"
-         "max_ms,mean_ms,flops,bytes,tflops,gbps,input_sets,rotation_bytes,tool_version\n";
+         "max_ms,mean_ms,flops,bytes,tflops,gbps,input_sets,rotation_bytes,tool_version,num_gpus,bytes_per_rank,"
+         "max_recv_bytes_per_rank,algbw_gbps,busbw_gbps\n";
   for (const Measurement& m : ms.measurements()) {
     const Shape& s = m.shape();
     const Timing& t = m.timing();
@@ -82,7 +83,8 @@ std::string measurements_csv(const Measurements& ms) {
         << t.warmup() << ',' << t.iterations() << ',' << number(t.min_ms()) << ',' << number(t.median_ms()) << ','
         << number(t.max_ms()) << ',' << number(t.mean_ms()) << ',' << number(m.flops()) << ',' << number(m.bytes())
         << ',' << number(m.tflops()) << ',' << number(m.gbps()) << ',' << m.input_sets() << ',' << m.rotation_bytes()
-        << ',' << field(ms.tool_version()) << '\n';
+        << ',' << field(ms.tool_version()) << ',' << s.num_gpus() << ',' << s.bytes_per_rank() << ','
+        << s.max_recv_bytes_per_rank() << ',' << number(m.algbw_gbps()) << ',' << number(m.busbw_gbps()) << '\n';
   }
   return out.str();
 }

@@ -1,6 +1,7 @@
 // Writing and reading Measurements: binary protobuf, or proto3 JSON when the path ends in .json (both read back by
 // read_measurements, which tells them apart by content), and a CSV beside it (FILE.pb -> FILE.csv), one row per
-// measurement, for spreadsheets and gnuplot.
+// measurement, for spreadsheets and gnuplot. New CSV columns go at the end, so that older readers' column numbers
+// hold. Skipped ops are not measurements: they are in the protobuf only (and in bench's text).
 #pragma once
 
 #include <string>

@@ -176,7 +176,7 @@ std::vector<ValidationShape> select_shapes(bool is_quick) {
 }
 
 bool OpResult::passed() const {
-  if (!error.empty()) return false;
+  if (!skipped.empty() || !error.empty()) return false;
   return std::all_of(outputs.begin(), outputs.end(), [](const Comparison& c) { return c.passed(); });
 }
 
@@ -497,11 +497,19 @@ std::string validation_text(const Backend& backend, const std::vector<OpResult>&
   std::ostringstream out;
   out << "validate: backend " << backend_line(backend) << ", seed " << seed << "\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%-12s %-26s %13s %10s %10s %8s %7s  %s\n", "op", "shape", "exact", "error",
+  std::snprintf(line, sizeof line, "%-14s %-26s %13s %10s %10s %8s %7s  %s\n", "op", "shape", "exact", "error",
                 "tolerance", "nonzero", "result", "note");
   out << line;
   int failed = 0;
+  int skipped = 0;
   for (const auto& r : results) {
+    if (!r.skipped.empty()) {
+      ++skipped;
+      std::snprintf(line, sizeof line, "%-14s %-26s %13s %10s %10s %8s %7s  %s\n", r.op.c_str(), r.shape.c_str(), "-",
+                    "-", "-", "-", "skipped", r.skipped.c_str());
+      out << line;
+      continue;
+    }
     std::int64_t mismatches = 0;
     std::int64_t exact_elements = 0;
     bool has_exact = false;
@@ -528,21 +536,23 @@ std::string validation_text(const Backend& backend, const std::vector<OpResult>&
     const bool passed = r.passed();
     failed += passed ? 0 : 1;
     const std::string exact = has_exact ? std::to_string(mismatches) + "/" + std::to_string(exact_elements) : "-";
-    std::snprintf(line, sizeof line, "%-12s %-26s %13s %10s %10s %8s %7s  %s\n", r.op.c_str(), r.shape.c_str(),
+    std::snprintf(line, sizeof line, "%-14s %-26s %13s %10s %10s %8s %7s  %s\n", r.op.c_str(), r.shape.c_str(),
                   exact.c_str(), has_reduction ? format_double("%.2e", error).c_str() : "-",
                   has_reduction ? format_double("%.2e", tolerance).c_str() : "-",
                   !nonzero_required ? "n/a" : (nonzero ? "yes" : "NO"), passed ? "pass" : "FAIL",
                   (passed ? r.note : failure(r)).c_str());
     out << line;
   }
-  out << (failed == 0 ? "all " + std::to_string(results.size()) + " checks passed\n"
-                      : std::to_string(failed) + " of " + std::to_string(results.size()) + " checks FAILED\n");
+  const std::string ran = std::to_string(results.size() - static_cast<std::size_t>(skipped));
+  out << (failed == 0 ? "all " + ran + " checks passed" : std::to_string(failed) + " of " + ran + " checks FAILED")
+      << (skipped > 0 ? ", " + std::to_string(skipped) + " skipped" : "") << "\n";
   return out.str();
 }
 
 std::string validation_json(const Backend& backend, const std::vector<OpResult>& results, std::uint64_t seed) {
   std::ostringstream out;
-  const bool all_passed = std::all_of(results.begin(), results.end(), [](const OpResult& r) { return r.passed(); });
+  // "passed": nothing failed; skipped rows carry their reason and "passed": false.
+  const bool all_passed = std::none_of(results.begin(), results.end(), [](const OpResult& r) { return r.failed(); });
   out << "{\n  \"backend\": " << json_string(backend.name())
       << ",\n  \"device\": " << json_string(backend.device_name())
       << ",\n  \"compute_units\": " << backend.compute_units() << ",\n  \"seed\": " << seed
@@ -551,7 +561,7 @@ std::string validation_json(const Backend& backend, const std::vector<OpResult>&
     const OpResult& r = results[i];
     out << (i == 0 ? "\n" : ",\n") << "    {\"op\": " << json_string(r.op) << ", \"shape\": " << json_string(r.shape)
         << ", \"passed\": " << (r.passed() ? "true" : "false") << ", \"note\": " << json_string(r.note)
-        << ", \"error\": " << json_string(r.error) << ", \"outputs\": [";
+        << ", \"error\": " << json_string(r.error) << ", \"skipped\": " << json_string(r.skipped) << ", \"outputs\": [";
     for (std::size_t j = 0; j < r.outputs.size(); ++j) {
       const Comparison& c = r.outputs[j];
       out << (j == 0 ? "" : ", ") << "{\"name\": " << json_string(c.output)

@@ -46,10 +46,12 @@ struct OpResult {
   std::string op;
   std::string shape;
   std::vector<Comparison> outputs;
-  std::string note;   // e.g. "3 tied tokens: indices checked for validity only"
-  std::string error;  // what the op threw, if it did
+  std::string note;     // e.g. "3 tied tokens: indices checked for validity only"
+  std::string error;    // what the op threw, if it did
+  std::string skipped;  // why the op did not run here ("needs 2 or more GPUs, found 1"), "" when it ran
 
-  bool passed() const;
+  bool passed() const;  // false when skipped: a row that did not run never counts as passed
+  bool failed() const { return skipped.empty() && !passed(); }
 };
 
 using Progress = std::function<void(const std::string& line)>;
@@ -64,7 +66,8 @@ OpResult validate_unpermute(Backend& backend, const ValidationShape& shape, std:
 std::vector<OpResult> validate(Backend& backend, const std::vector<ValidationShape>& shapes, std::uint64_t seed,
                                const Progress& progress = nullptr);
 
-// The pass/fail table, with a header naming the backend and a closing count; and the same as JSON.
+// The pass/fail table, with a header naming the backend and a closing count (skipped rows shown with their reason
+// and counted apart); and the same as JSON.
 std::string validation_text(const Backend& backend, const std::vector<OpResult>& results, std::uint64_t seed);
 std::string validation_json(const Backend& backend, const std::vector<OpResult>& results, std::uint64_t seed);
 

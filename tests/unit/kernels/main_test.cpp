@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/backend.hpp"
+#include "kernels/config.hpp"
 #include "kernels/harness/measurements_io.hpp"
 
 namespace moesim::kernels {
@@ -105,6 +106,30 @@ TEST(KernelsCli, ValidateQuickPasses) {
   EXPECT_EQ(json.out.rfind("{", 0), 0u);
   EXPECT_NE(json.out.find("\"seed\": 7"), std::string::npos);
   EXPECT_NE(json.out.find("\"passed\": true"), std::string::npos);
+}
+
+TEST(KernelsCli, AllToAllOpsAreSkippedWithTheReasonOnTheCpuBackend) {
+  // The NCCL ops run only with --backend cuda on 2 or more GPUs: on the CPU backend each is a "skipped" line with
+  // the reason, not a measurement, and the exit code stays 0.
+  const std::string path = temp("bench.pb");
+  const CliRun r = run("bench --quick --ops nccl_alltoall,nccl_alltoallv --out " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string reason = MOESIM_HAVE_NCCL ? "needs --backend cuda" : "built without NCCL";
+  EXPECT_NE(r.out.find("skipped nccl_alltoall: " + reason + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped nccl_alltoallv: " + reason + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(0 measurements)"), std::string::npos) << r.out;
+  const Measurements ms = harness::read_measurements(path);
+  EXPECT_EQ(ms.measurements_size(), 0);
+  ASSERT_EQ(ms.skipped_size(), 2);
+  EXPECT_EQ(ms.skipped(0).reason(), reason);
+  std::filesystem::remove(path);
+  std::filesystem::remove(temp("bench.csv"));
+
+  const CliRun validate = run("validate --quick --threads 2");
+  EXPECT_EQ(validate.exit_code, 0) << validate.err;
+  EXPECT_NE(validate.out.find("skipped  " + reason), std::string::npos) << validate.out;
+  EXPECT_NE(validate.out.find("checks passed, 2 skipped"), std::string::npos) << validate.out;
+  expect_bad_input("bench --ops nccl_alltoallx", "--ops: expected a comma-separated list of router, permute");
 }
 
 TEST(KernelsCli, BenchWritesMeasurementsAndCsv) {
