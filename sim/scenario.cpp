@@ -66,9 +66,9 @@ std::vector<int> int_list(const ConfigMap& map, std::string_view key, int max) {
 }
 
 void apply_step_keys(StepKeys& keys, const ConfigMap& map) {
-  const std::vector<std::string> names = {"seq_len",  "precision", "zero",    "profile",   "memoize", "layout",
-                                          "schedule", "mode",      "context", "recompute", "gbs",     "mbs",
-                                          "vpp",      "max_tp",    "etp",     "top"};
+  const std::vector<std::string> names = {
+      "seq_len", "precision", "zero",      "profile", "memoize", "comm_sms", "routing_samples", "layout", "schedule",
+      "mode",    "context",   "recompute", "gbs",     "mbs",     "vpp",      "max_tp",          "etp",    "top"};
   for (const std::string& name : names) {
     if (map.has(name)) keys.set.emplace_back(name, map.where(name));
   }

@@ -289,7 +289,15 @@ StepSetup step_setup_from_flags(const Args& args, const char* command, const std
   if (keys.precision)
     config.gemm_precision = *keys.precision == "fp8" ? compute::Precision::kFp8 : compute::Precision::kBf16;
   if (keys.zero) config.zero_stage = *keys.zero;
-  if (keys.comm_sms) config.comm_sms = *keys.comm_sms;
+  if (keys.comm_sms) {
+    const compute::DeviceProfile& device = setup.profile.device(setup.scenario.cluster.gpu.name, "cluster gpu.name");
+    if (*keys.comm_sms >= device.sm_count) {
+      throw std::invalid_argument(origin_of(keys, "comm_sms", "--comm-sms") + ": must leave compute some of the " +
+                                  std::to_string(device.sm_count) + " SMs of " + device.name + ", got " +
+                                  std::to_string(*keys.comm_sms));
+    }
+    config.comm_sms = *keys.comm_sms;
+  }
   if (keys.routing_samples) config.routing_samples = *keys.routing_samples;
   if (keys.recompute) config.recompute = workloads::parse_recompute(*keys.recompute);
   return setup;

@@ -1,6 +1,7 @@
 #include "sim/step/builder.hpp"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -21,6 +22,8 @@ constexpr int kCompute = 0;
 constexpr int kLayerComm = 1;
 constexpr int kPipeComm = 2;
 constexpr int kDpComm = 3;
+constexpr int kParamComm = 4;         // ZeRO-3's parameter all-gathers, beside the gradient reductions
+constexpr int kSharedTpComm = 5;      // the shared experts' TP collectives, beside the All-to-All they overlap
 constexpr double kGradBytes = 2.0;    // BF16 activation gradients on the wire
 constexpr double kActBytes = 2.0;     // BF16 activations
 constexpr double kReduceBytes = 4.0;  // FP32 gradient reduction (Megatron's default main-grad precision)
@@ -89,6 +92,61 @@ struct BlockTimes {
   TimePs shared_backward_weight = 0;
 };
 
+// Cuts [0, makespan) of one stage's lane by what ran there, in priority order: compute; else TP, EP and expert-TP
+// communication; else pipeline sends; else DP communication (gradients, parameters); else idle. Every instant
+// counts once, so the parts add up to the makespan.
+StageBreakdown partition_lane(const TaskGraph& graph, const ExecutionResult& run, int lane) {
+  auto part_of = [](int stream) {
+    switch (stream) {
+      case kCompute:
+        return 0;
+      case kLayerComm:
+      case kSharedTpComm:
+        return 1;
+      case kPipeComm:
+        return 2;
+      default:  // kDpComm, kParamComm
+        return 3;
+    }
+  };
+  struct Edge {
+    TimePs at;
+    int part;
+    int delta;
+  };
+  std::vector<Edge> edges;
+  for (std::size_t i = 0; i < graph.tasks().size(); ++i) {
+    const Task& task = graph.tasks()[i];
+    const TaskTiming& t = run.timings[i];
+    if (task.lane != lane || t.end <= t.start) continue;
+    edges.push_back({t.start, part_of(task.stream), +1});
+    edges.push_back({t.end, part_of(task.stream), -1});
+  }
+  std::sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) { return a.at < b.at; });
+  std::array<int, 4> running{};
+  std::array<TimePs, 5> time{};  // the four parts, then idle
+  TimePs now = 0;
+  auto close = [&](TimePs until) {
+    int part = 4;
+    for (int p = 0; p < 4 && part == 4; ++p) part = running[static_cast<std::size_t>(p)] > 0 ? p : 4;
+    time[static_cast<std::size_t>(part)] += until - now;
+    now = until;
+  };
+  for (const Edge& e : edges) {
+    close(e.at);
+    running[static_cast<std::size_t>(e.part)] += e.delta;
+  }
+  close(std::max(now, run.makespan));
+  StageBreakdown b;
+  b.stage = lane;
+  b.compute = time[0];
+  b.exposed_layer_comm = time[1];
+  b.exposed_pp_comm = time[2];
+  b.exposed_dp_comm = time[3];
+  b.idle = time[4];
+  return b;
+}
+
 class StepBuilder {
  public:
   StepBuilder(const topologies::Cluster& cluster, const compute::CostProfile& profile, const StepConfig& config)
@@ -126,11 +184,12 @@ class StepBuilder {
     if (config.comm_sms > 0) {
       // Communication kernels hold comm_sms SMs for the whole step (as DeepSeek-V3 reserves 20 of the H800's 132
       // for its All-to-All): compute runs on the rest, and each GPU's traffic is capped at what those SMs drive.
-      executor_options_.comm_bandwidth_limit_bps = compute::comm_bandwidth_limit(device_, config.comm_sms);
       if (config.comm_sms >= device_.sm_count) {
         throw std::invalid_argument("comm_sms: must leave compute at least one of the " +
-                                    std::to_string(device_.sm_count) + " SMs, got " + std::to_string(config.comm_sms));
+                                    std::to_string(device_.sm_count) + " SMs of " + device_.name + ", got " +
+                                    std::to_string(config.comm_sms));
       }
+      executor_options_.comm_bandwidth_limit_bps = compute::comm_bandwidth_limit(device_, config.comm_sms);
       sm_fraction_ = static_cast<double>(device_.sm_count - config.comm_sms) / device_.sm_count;
     }
     if (config.routing_samples < 1) {
@@ -211,7 +270,8 @@ class StepBuilder {
     auto is_sampled = [&](int layer) {
       return all_to_all_stride > 0 && moe_index_[static_cast<std::size_t>(layer)] % all_to_all_stride == 0;
     };
-    const int num_samples = all_to_all_stride > 0 ? config_.routing_samples : 1;
+    // The step uses samples m mod routing_samples of its micro-batches m: no more than there are micro-batches.
+    const int num_samples = all_to_all_stride > 0 ? std::min(config_.routing_samples, num_microbatches_) : 1;
     RouteCache routes(cluster_);
     std::vector<std::vector<int>> first_ep_group(static_cast<std::size_t>(p));  // per stage, when needed
 
@@ -539,11 +599,13 @@ class StepBuilder {
   TaskId on_chain(TaskId task) {
     if (pending_comm_ != kNoTask) result_.graph.add_dependency(pending_comm_, task);
     pending_comm_ = kNoTask;
+    if (chain_head_ == kNoTask) chain_head_ = task;
     return tail_ = task;
   }
   TaskId comm_on_chain(TaskId before, TaskId comm) {
     if (before != kNoTask) result_.graph.add_dependency(before, comm);
     pending_comm_ = comm;
+    if (chain_head_ == kNoTask) chain_head_ = comm;
     return tail_ = comm;
   }
 
@@ -591,12 +653,12 @@ class StepBuilder {
     const int count = virtual_num_layers_[static_cast<std::size_t>(virtual_stage)];
     const std::string tag =
         std::string(op.is_forward ? "fwd" : "bwd") + " mb" + std::to_string(op.microbatch_idx) + " ";
-    const std::size_t first_task = result_.graph.size();
     const bool is_first_virtual = virtual_stage == 0;
     const bool is_last_virtual = virtual_stage == p * layout_.vpp - 1;
     const int sample = op.microbatch_idx % config_.routing_samples;
     pending_comm_ = kNoTask;
     tail_ = kNoTask;
+    chain_head_ = kNoTask;
 
     std::vector<int> layers(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) layers[static_cast<std::size_t>(i)] = first + i;
@@ -609,11 +671,14 @@ class StepBuilder {
       last_head_backward_ = on_chain(compute(s, tag + "head", "head", times_.head_backward));
       if (config_.zero_stage >= 2) reduce_microbatch_gradients(s, tag + "head ", head_params(), last_head_backward_);
     }
+    TaskId previous_layer_first = kNoTask;
     for (const int layer : layers) {
       const std::string name = tag + "layer " + std::to_string(layer) + " ";
       const bool is_moe = model_.is_moe_layer(layer);
-      // ZeRO-3: the layer's parameters are gathered before each of its forwards and backwards.
-      const TaskId gathered = zero3_gather(s, layer, name);
+      // ZeRO-3: the layer's parameters are gathered before each of its forwards and backwards, at most one layer
+      // ahead: once the previous layer's first task has run (FSDP's and DeepSpeed's prefetch of the next module).
+      const TaskId gathered = zero3_gather(s, layer, name, previous_layer_first);
+      previous_layer_first = static_cast<TaskId>(result_.graph.size());  // the layer's first task comes next
       auto after_gather = [&](TaskId task) {
         if (gathered != kNoTask) result_.graph.add_dependency(gathered, task);
         return task;
@@ -668,13 +733,14 @@ class StepBuilder {
       result_.graph.add_dependency(tail_, send);
       send_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = send;
     }
-    first_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = static_cast<TaskId>(first_task);
+    // The op's input arrives for its chain, not for the ZeRO-3 gathers beside it (they may run ahead).
+    first_task_[{op.is_forward, op.microbatch_idx, op.chunk_idx, s}] = chain_head_;
   }
 
   // The MoE block between its first and last compute task, forward and backward alike. After `start` (the
   // router's forward, or the combine's backward), the All-to-All to the experts; beside it, the shared experts
   // (they need only the block's input; split by tp, they all-gather it first and reduce-scatter their output
-  // after, queued on the layer's stream before and after that All-to-All), their weight gradients after them;
+  // after, on a stream of their own so that neither waits for the All-to-All), their weight gradients after them;
   // then the experts between the ETP all-gather and reduce-scatter, and the All-to-All back, the experts' weight
   // gradients beside it.
   struct MoePass {
@@ -693,12 +759,18 @@ class StepBuilder {
     TimePs experts_input = 0;
     TimePs experts_weight = 0;
   };
+  // The shared experts' output (or input gradient) joins the block's in `task` (the residual add).
+  void after_shared_scatter(TaskId task) {
+    if (shared_scatter_ != kNoTask) result_.graph.add_dependency(shared_scatter_, task);
+    shared_scatter_ = kNoTask;
+  }
+
   void add_moe_middle(int s, TaskId start, const MoePass& pass) {
     const std::string& name = pass.name;
     const bool shared_tp = times_.has_shared && layout_.tp > 1;
     TaskId shared_gather = kNoTask;
     if (shared_tp) {
-      shared_gather = collective(s, kLayerComm, name + "shared tp all-gather", "tp",
+      shared_gather = collective(s, kSharedTpComm, name + "shared tp all-gather", "tp",
                                  tp_spec(s, collectives::RingCollective::kAllGather));
       result_.graph.add_dependency(start, shared_gather);
     }
@@ -707,9 +779,10 @@ class StepBuilder {
       const TaskId shared = compute(s, name + "shared experts", pass.shared_category, pass.shared_input);
       if (shared_tp) {
         result_.graph.add_dependency(shared_gather, shared);
-        const TaskId scatter = collective(s, kLayerComm, name + "shared tp reduce-scatter", "tp",
+        const TaskId scatter = collective(s, kSharedTpComm, name + "shared tp reduce-scatter", "tp",
                                           tp_spec(s, collectives::RingCollective::kReduceScatter));
         result_.graph.add_dependency(shared, scatter);
+        shared_scatter_ = scatter;  // the block's residual add waits for it
       }
       if (pass.shared_weight > 0) compute(s, name + "shared experts wgrad", pass.shared_category, pass.shared_weight);
     }
@@ -743,7 +816,7 @@ class StepBuilder {
     pass.experts_category = as("experts");
     pass.experts_input = cost.experts_forward;
     add_moe_middle(s, router, pass);
-    on_chain(compute(s, name + "combine", as("combine"), times_.combine_forward));
+    after_shared_scatter(on_chain(compute(s, name + "combine", as("combine"), times_.combine_forward)));
   }
 
   // The chain in reverse: the combine's backward, the gradients dispatched back to the experts (the combine's
@@ -767,7 +840,7 @@ class StepBuilder {
     pass.experts_input = cost.experts_backward - cost.experts_backward_weight;
     pass.experts_weight = cost.experts_backward_weight;
     add_moe_middle(s, unpermute, pass);
-    on_chain(compute(s, name + "router", "router", times_.router_backward));
+    after_shared_scatter(on_chain(compute(s, name + "router", "router", times_.router_backward)));
   }
 
   // What one GPU holds, as the memory model counts it (workloads/memory.hpp): a layer's dense and expert
@@ -782,12 +855,12 @@ class StepBuilder {
   // A ring over the stage's DP groups (dense parameters) and EDP groups (expert parameters) on the DP stream,
   // each after `after` (when given), `bytes_per_param` each; appends the tasks to `out`.
   void dp_rings(int s, const std::string& name, collectives::RingCollective ring, const HeldParams& params,
-                double bytes_per_param, TaskId after, std::vector<TaskId>* out) {
+                double bytes_per_param, TaskId after, std::vector<TaskId>* out, int stream = kDpComm) {
     auto add = [&](ParallelGroup kind, double count, const char* group) {
       const int size = kind == ParallelGroup::kDp ? layout_.dp : layout_.edp();
       if (count <= 0 || size == 1) return;
       const TaskId t =
-          collective(s, kDpComm, name + " " + group, "dp", ring_spec(s, kind, ring, count * bytes_per_param));
+          collective(s, stream, name + " " + group, "dp", ring_spec(s, kind, ring, count * bytes_per_param));
       if (after != kNoTask) result_.graph.add_dependency(after, t);
       if (out != nullptr) out->push_back(t);
     };
@@ -803,13 +876,14 @@ class StepBuilder {
   }
 
   // ZeRO-3 shards the parameters too: a layer's are all-gathered before each of its forwards (a recomputation
-  // reuses its backward's) and backwards. Nothing but the DP stream's order holds a gather back, so it is
-  // prefetched as early as that stream allows. Returns the last gather (kNoTask when none).
-  TaskId zero3_gather(int s, int layer, const std::string& name) {
+  // reuses its backward's) and backwards, on a stream of their own (as FSDP and DeepSpeed keep all-gathers apart
+  // from the gradient reduce-scatters). Nothing but that stream's order holds a gather back, so it is prefetched
+  // as early as the stream and `after` (kNoTask: nothing) allow. Returns the last gather (kNoTask when none).
+  TaskId zero3_gather(int s, int layer, const std::string& name, TaskId after) {
     if (config_.zero_stage < 3 || config_.mode != workloads::StepMode::kTrain) return kNoTask;
     std::vector<TaskId> gathers;
-    dp_rings(s, name + "params", collectives::RingCollective::kAllGather, layer_params(layer), kParamBytes, kNoTask,
-             &gathers);
+    dp_rings(s, name + "params", collectives::RingCollective::kAllGather, layer_params(layer), kParamBytes, after,
+             &gathers, kParamComm);
     return gathers.empty() ? kNoTask : gathers.back();  // one stream: the last finishes last
   }
 
@@ -864,14 +938,7 @@ class StepBuilder {
       result_.mfu = result_.model_tflops_per_gpu / device_.peak_tflops(config_.gemm_precision);
     }
     for (int s = 0; s < layout_.pp; ++s) {
-      StageBreakdown b;
-      b.stage = s;
-      b.compute = stream_time(result_.graph, run, s, kCompute, kCompute).busy;
-      b.exposed_layer_comm = stream_time(result_.graph, run, s, kLayerComm, kCompute).exposed;
-      b.exposed_pp_comm = stream_time(result_.graph, run, s, kPipeComm, kCompute).exposed;
-      b.exposed_dp_comm = stream_time(result_.graph, run, s, kDpComm, kCompute).exposed;
-      b.idle =
-          std::max<TimePs>(0, run.makespan - b.compute - b.exposed_layer_comm - b.exposed_pp_comm - b.exposed_dp_comm);
+      StageBreakdown b = partition_lane(result_.graph, run, s);
       result_.stages.push_back(b);
     }
   }
@@ -897,6 +964,8 @@ class StepBuilder {
   std::map<std::pair<int, int>, TaskId> last_backward_;  // (stage, layer) -> its last backward task
   TaskId pending_comm_ = kNoTask;                        // the micro-batch chain's (see on_chain)
   TaskId tail_ = kNoTask;
+  TaskId chain_head_ = kNoTask;                         // the first task of the current pipeline op's chain
+  TaskId shared_scatter_ = kNoTask;                     // the current MoE block's shared-expert reduce-scatter
   TaskId last_head_backward_ = kNoTask;                 // the last micro-batch's, on the last stage
   TaskId last_embedding_backward_ = kNoTask;            // the last micro-batch's, on the first stage
   std::map<int, std::vector<TaskId>> zero_reductions_;  // by stage, ZeRO >= 2: the per-micro-batch reductions

@@ -2,32 +2,36 @@
 // schedule, the routing and the cost profile, and run on the cluster.
 //
 // Theory of operation. Every GPU of a pipeline stage does the same work at the same time (SPMD), so a stage is one
-// lane of the executor. Its streams: 0 compute, 1 communication of the layer (TP all-reduces, the EP dispatch and
-// combine), 2 pipeline sends, 3 data-parallel gradient reduction. The stage's pipeline operations (forward or
-// backward of a micro-batch, per model chunk) follow the schedule's order (workloads/schedule.hpp); each expands
-// into the layers of that chunk:
-//   attention            compute: attention_forward/backward (layer_ops.hpp); then, with tp > 1, a ring
-//                        all-reduce of the activations over every TP group of the stage (comm stream)
-//   dense FFN            compute, then the TP all-reduce
+// lane of the executor. Its streams: 0 compute; 1 communication of the layer (sequence-parallel TP all-gathers and
+// reduce-scatters, the EP dispatch and combine, expert-TP gathers); 2 pipeline sends; 3 data-parallel gradient
+// reductions and parameter all-gathers after the optimizer; 4 ZeRO-3's per-layer parameter all-gathers; 5 the
+// shared experts' TP collectives. The stage's pipeline operations (forward or backward of a micro-batch, per model
+// chunk) follow the schedule's order (workloads/schedule.hpp); each expands into the layers of that chunk:
+//   attention, dense FFN  with tp > 1 (sequence parallelism): all-gather of the input over every TP group of the
+//                        stage, the block's kernels (layer_ops.hpp), reduce-scatter of the output
 //   MoE                  router (compute) -> dispatch (All-to-All of every EP group of the stage, with the layer's
-//                        sampled routing and the chosen algorithm) -> experts (compute: the slowest EP rank's
-//                        grouped GEMMs, its own experts' real loads) -> combine (All-to-All reversed) -> unpermute
-//                        and weighted sum (compute). The shared experts run on the compute stream right after the
-//                        router, so they overlap the dispatch. Backward runs the same chain in reverse, with
-//                        gradients (BF16) on the wire.
-// A forward (backward) of a micro-batch on stage s > 0 (s < p - 1) waits for the previous stage's send of its
-// activations (gradients): one transfer per GPU to its peer in the next (previous) stage. After the last backward
-// of a layer on a stage, its gradients are reduced over the DP groups (reduce-scatter with ZeRO >= 1, all-reduce
-// without) and the expert gradients over the expert-DP groups, on stream 3, overlapping the remaining backward;
-// the optimizer step (compute) follows the last reduction, and with ZeRO >= 1 an all-gather of the updated
-// parameters ends the step.
+//                        sampled routing and the chosen algorithm) -> [expert-TP all-gather] -> experts (the
+//                        slowest rank's grouped GEMMs with its own experts' real loads) -> [expert-TP
+//                        reduce-scatter] -> combine (All-to-All reversed) -> unpermute and weighted sum. The
+//                        shared experts run beside the dispatch (their TP collectives on stream 5).
+// Backward runs each chain in reverse with gradients (BF16) on the wire; each block's input gradients are on the
+// chain and its weight gradients follow them off the chain, so the communication that needs only the input
+// gradients (TP reduce-scatter, All-to-All, the pipeline send) overlaps the weight gradients. The micro-batch's
+// chain: a compute task waits for the last communication the chain issued; a communication for the task before it.
+// A forward (backward) of a micro-batch on stage s > 0 (s < p - 1) starts its chain after the previous stage's
+// send of its activations (gradients): one transfer per GPU to its peer in the next (previous) stage.
+// Gradients: ZeRO 0 all-reduces and ZeRO 1 reduce-scatters each layer's once, after its last backward; ZeRO 2 and 3
+// reduce-scatter each micro-batch's as soon as they are complete; dense ones over DP, expert ones over expert-DP,
+// embedding and head included. The optimizer follows the reductions; ZeRO 1 and 2 then all-gather the updated
+// parameters; ZeRO 3 gathers each layer's before each of its forwards and backwards instead.
 //
 // Recomputation (config.recompute): full runs each layer's forward again (communication included) right before its
-// backward; selective adds the attention core's forward to the attention backward.
+// backward; selective adds the attention core's forward to the attention backward. config.comm_sms reserves SMs
+// for communication: compute kernels run on the rest and each GPU's traffic is capped.
 //
-// Simplifications, stated: the routing of a layer is sampled once (tokens per rank = micro-batch tokens / tp) and
-// used for every micro-batch; dropless capacity. Collectives of different stages are separate lanes' tasks on the
-// same network, so they contend where their links meet.
+// Simplifications, stated: a layer's routing is sampled config.routing_samples times (tokens per rank =
+// micro-batch tokens / tp) and micro-batch m uses sample m mod that; dropless capacity. Collectives of different
+// stages are separate lanes' tasks on the same network, so they contend where their links meet.
 #pragma once
 
 #include <cstdint>
@@ -78,14 +82,16 @@ struct StepConfig {
   ExecutorOptions executor;
 };
 
-// Where the time of one stage went, in picoseconds.
+// Where the time of one stage went, in picoseconds: the step's makespan cut so that each instant counts once, in
+// this priority: compute, then layer communication, then pipeline sends, then DP communication, then idle. The
+// five add up to the step time.
 struct StageBreakdown {
   int stage = 0;
   TimePs compute = 0;             // the compute stream busy
-  TimePs exposed_layer_comm = 0;  // TP and EP communication not hidden behind compute
-  TimePs exposed_pp_comm = 0;
-  TimePs exposed_dp_comm = 0;
-  TimePs idle = 0;  // makespan minus compute minus the exposed communication (pipeline bubble and waits)
+  TimePs exposed_layer_comm = 0;  // TP, EP and expert-TP communication while no compute ran
+  TimePs exposed_pp_comm = 0;     // pipeline sends while neither of the above ran
+  TimePs exposed_dp_comm = 0;     // DP gradient reductions and ZeRO gathers while none of the above ran
+  TimePs idle = 0;                // nothing ran: pipeline bubble and waits
 };
 
 struct StepResult {

@@ -328,6 +328,9 @@ TEST(Cli, StepAndPlanReadTheirKeysFromTheScenarioAndFlagsOverrideThem) {
   expect_bad_input("step --scenario " + file, "step_scenario.yaml:4: layout: ");
   std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\ngbs: 16\nmbs: [1, 0]\n";
   expect_bad_input("plan --scenario " + file, "step_scenario.yaml:5: mbs");
+  std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\ncomm_sms: 16\nrouting_samples: 2\n";
+  expect_bad_input("a2a --scenario " + file, "step_scenario.yaml:4: comm_sms: not a key of moesim a2a");
+  expect_bad_input("step --scenario " + file + " --layout dp=16,ep=8 --comm-sms 200", "--comm-sms: must leave");
   std::ofstream(file) << "cluster: dgx-h100\nnodes: 2\nmodel: mixtral-8x7b\ngbs: 16\nmbs: [1, 2]\ntop: 3\n"
                          "seq_len: 1024\n";
   const CliRun plan = moesim("plan --scenario " + file + " --format json");
