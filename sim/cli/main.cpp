@@ -20,6 +20,7 @@
 #include "common/config.hpp"
 #include "reports/writers.hpp"
 #include "sim/a2a.hpp"
+#include "sim/calibrate/calibrate.hpp"
 #include "sim/capacity.hpp"
 #include "sim/cli/args.hpp"
 #include "sim/cli/scenario_flags.hpp"
@@ -52,6 +53,8 @@ commands:
   plan        rank the parallel layouts that train the model on the cluster (fits in memory, simulated)
   kernels     validate | bench: run the real MoE kernels (CPU reference, CUDA when built with it) and
               check them against the reference, or time them and write measurements
+  calibrate   fit the cost profile's roofline to kernel measurements, write it, and report its error on
+              measurements held out from the fit
   presets     list the shipped clusters and models
 
 Run 'moesim COMMAND --help' for the options of a command.
@@ -546,6 +549,41 @@ int run_presets_command(int argc, char** argv, int first) {
   return 0;
 }
 
+int run_calibrate_command(int argc, char** argv, int first) {
+  Args args("moesim calibrate MEASUREMENTS... --out profile.yaml [OPTIONS]",
+            "Fits, per device and op kind, the roofline of the cost profile (launch overhead, compute and memory\n"
+            "efficiency) to kernel measurements (moesim kernels bench --out FILE) and writes the profile, which\n"
+            "moesim step --profile FILE reads; validates by fitting again without the held-out measurements and\n"
+            "predicting them (sim/calibrate/calibrate.hpp: the model and the fit).");
+  args.positionals("MEASUREMENTS", "Measurements files: binary protobuf, or proto3 JSON");
+  args.option("out", "FILE", "write the fitted cost profile YAML to FILE (required), atomically");
+  args.option("holdout", "SPEC",
+              "largest (default: the largest value of each size the sweep varies) | none |\n"
+              "KEY=V[,V...][+KEY=V...] with KEY tokens, hidden, experts, topk, ffn or skew");
+  args.option("format", "text|json", "output format of the report (default text)");
+  args.flag("help", "show this help");
+  args.parse(argc, argv, first);
+  if (args.flag_set("help")) {
+    std::cout << args.help();
+    return 0;
+  }
+  const std::string format = output_format(args);
+  if (args.positional().empty()) {
+    throw std::invalid_argument("MEASUREMENTS: at least one file (moesim kernels bench --out FILE writes one)");
+  }
+  const auto out = args.get("out");
+  if (!out) throw std::invalid_argument("--out: required (the cost profile YAML to write)");
+  const calibrate::Samples samples = calibrate::read_samples(args.positional());
+  calibrate::Calibration calibration = calibrate::calibrate(samples.samples, args.get("holdout").value_or("largest"));
+  calibration.result.set_num_ignored(samples.num_ignored);
+  calibration.result.set_tool_version(MOESIM_VERSION);
+  calibration.result.set_profile_path(*out);
+  reports::write_file_atomically(*out, compute::write_cost_profile(calibration.profile));
+  std::cout << (format == "json" ? reports::to_json(calibration.result)
+                                 : calibrate::calibration_text(calibration.result));
+  return 0;
+}
+
 // `moesim kernels ...` runs the kernels' own program, moesim-kernels, built beside moesim from kernels/ (sim/
 // never links the kernels: DESIGN.md). Returns only when it cannot be started.
 int run_kernels_command(int argc, char** argv) {
@@ -579,6 +617,7 @@ int run(int argc, char** argv) {
     if (command == "step") return run_step_command(argc, argv, 2);
     if (command == "plan") return run_plan_command(argc, argv, 2);
     if (command == "presets") return run_presets_command(argc, argv, 2);
+    if (command == "calibrate") return run_calibrate_command(argc, argv, 2);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kTopHelp;
       return 0;

@@ -340,3 +340,28 @@ TEST(Cli, StepAndPlanReadTheirKeysFromTheScenarioAndFlagsOverrideThem) {
 }
 
 }  // namespace
+
+TEST(Cli, CalibrateWritesAProfileTheLoaderReads) {
+  const std::string profile = ::testing::TempDir() + "cli_calibrated_profile.yaml";
+  const CliRun r = moesim("calibrate " + std::string(MOESIM_SOURCE_DIR) +
+                          "/kernels/measurements/cpu-xeon-2-threads/cpu_bench.pb --out " + profile + " --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const YAML::Node report = YAML::Load(r.out);
+  EXPECT_EQ(report["kinds"].size(), 5u);
+  EXPECT_GT(report["held_out"].size(), 0u);
+  const YAML::Node written = YAML::LoadFile(profile);
+  EXPECT_TRUE(written["devices"]["Intel(R) Xeon(R) Processor"]);
+  std::filesystem::remove(profile);
+}
+
+TEST(Cli, CalibrateNamesAMalformedMeasurementsFile) {
+  const std::string bad = ::testing::TempDir() + "cli_malformed_measurements.pb";
+  {
+    std::ofstream out(bad, std::ios::binary);
+    out << "this is not a protobuf";
+  }
+  expect_bad_input("calibrate " + bad + " --out " + ::testing::TempDir() + "never_written.yaml", bad);
+  EXPECT_FALSE(std::filesystem::exists(::testing::TempDir() + "never_written.yaml"));
+  std::filesystem::remove(bad);
+  expect_bad_input("calibrate --out x.yaml", "MEASUREMENTS");
+}
