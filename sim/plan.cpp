@@ -92,22 +92,6 @@ class Progress {
   PlanProgress progress_;
 };
 
-}  // namespace
-
-std::string format_plan_progress(const PlanProgress& p) {
-  std::string line = "plan: " + std::to_string(p.num_simulated) + "/" + std::to_string(p.num_fit) + " simulated, " +
-                     std::to_string(p.num_pruned) + " pruned";
-  if (p.best_step_ms > 0.0) {
-    char best[32];
-    std::snprintf(best, sizeof best, ", best %.1f ms", p.best_step_ms);
-    line += best;
-  }
-  if (p.num_failed > 0) line += ", " + std::to_string(p.num_failed) + " invalid";
-  return line;
-}
-
-namespace {
-
 // 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st, ...
 std::string ordinal(int n) {
   const int last_two = n % 100;
@@ -121,6 +105,18 @@ std::string ordinal(int n) {
 }
 
 }  // namespace
+
+std::string format_plan_progress(const PlanProgress& p) {
+  std::string line = "plan: " + std::to_string(p.num_simulated) + "/" + std::to_string(p.num_fit) + " simulated, " +
+                     std::to_string(p.num_pruned) + " pruned";
+  if (p.best_step_ms > 0.0) {
+    char best[32];
+    std::snprintf(best, sizeof best, ", best %.1f ms", p.best_step_ms);
+    line += best;
+  }
+  if (p.num_failed > 0) line += ", " + std::to_string(p.num_failed) + " invalid";
+  return line;
+}
 
 reports::PlanResult run_plan(const topologies::Cluster& cluster, const compute::CostProfile& profile,
                              const step::StepConfig& base, const PlanOptions& options) {
