@@ -382,20 +382,8 @@ class StepBuilder {
                           GroupRoutingCache& routing_cache, RouteCache& routes) {
     std::vector<int>& gpu_of = first_ep_group[static_cast<std::size_t>(s)];
     if (gpu_of.empty()) gpu_of = stage_groups(s, ParallelGroup::kEp).front();
-    std::vector<int> node_of_gpu(gpu_of.size());
-    for (std::size_t i = 0; i < gpu_of.size(); ++i) node_of_gpu[i] = cluster_.scale_up_unit_of(gpu_of[i]);
-    workloads::TrafficOptions options;
-    options.ep = layout_.ep;
-    options.tokens_per_rank = shape_.tokens() / layout_.tp;
-    options.num_experts = model_.num_experts;
-    options.num_topk = model_.num_topk;
-    options.routing = config_.routing;
-    options.seed = config_.seed;
-    options.placement = config_.placement;
-    options.layer = moe_index_[static_cast<std::size_t>(layer)];
-    options.batch = sample;
     const std::shared_ptr<const GroupRoutingCache::GroupRouting> routing =
-        routing_cache.group_routing(node_of_gpu, options);
+        routing_cache.group_routing(nodes_of(gpu_of), traffic_options(layer, sample));
 
     MoeLayerBound bound;
     const std::vector<int> rank_of_expert = workloads::place_experts(config_.placement, model_.num_experts, layout_.ep);
@@ -500,17 +488,15 @@ class StepBuilder {
     return specs_[signature] = result_.graph.add_collective_spec(std::move(spec));
   }
 
-  // The routing of MoE layer `layer` (a model layer index) on stage s for routing sample `sample`: sampled once,
-  // costed once.
-  const MoeLayerCost& moe_cost(int s, int layer, int sample) {
-    const auto it = moe_costs_.find({layer, sample});
-    if (it != moe_costs_.end()) return it->second;
-    // The stage's EP groups, one after another: the traffic builder forms groups of ep consecutive GPUs.
-    std::vector<int> gpu_of;
-    for (const auto& group : stage_groups(s, ParallelGroup::kEp))
-      gpu_of.insert(gpu_of.end(), group.begin(), group.end());
-    std::vector<int> node_of_gpu(gpu_of.size());
-    for (std::size_t i = 0; i < gpu_of.size(); ++i) node_of_gpu[i] = cluster_.scale_up_unit_of(gpu_of[i]);
+  // The scale-up unit (node) of each GPU, as the traffic builder takes them.
+  std::vector<int> nodes_of(const std::vector<int>& gpus) const {
+    std::vector<int> nodes(gpus.size());
+    for (std::size_t i = 0; i < gpus.size(); ++i) nodes[i] = cluster_.scale_up_unit_of(gpus[i]);
+    return nodes;
+  }
+
+  // How MoE layer `layer` routes its micro-batches of routing sample `sample` (the step and its bound alike).
+  workloads::TrafficOptions traffic_options(int layer, int sample) const {
     workloads::TrafficOptions options;
     options.ep = layout_.ep;
     options.tokens_per_rank = shape_.tokens() / layout_.tp;  // each TP rank dispatches its share of the tokens
@@ -521,7 +507,20 @@ class StepBuilder {
     options.placement = config_.placement;
     options.layer = moe_index_[static_cast<std::size_t>(layer)];
     options.batch = sample;
-    const workloads::LayerTraffic traffic = workloads::build_layer_traffic(node_of_gpu, options);
+    return options;
+  }
+
+  // The routing of MoE layer `layer` (a model layer index) on stage s for routing sample `sample`: sampled once,
+  // costed once.
+  const MoeLayerCost& moe_cost(int s, int layer, int sample) {
+    const auto it = moe_costs_.find({layer, sample});
+    if (it != moe_costs_.end()) return it->second;
+    // The stage's EP groups, one after another: the traffic builder forms groups of ep consecutive GPUs.
+    std::vector<int> gpu_of;
+    for (const auto& group : stage_groups(s, ParallelGroup::kEp))
+      gpu_of.insert(gpu_of.end(), group.begin(), group.end());
+    const workloads::LayerTraffic traffic =
+        workloads::build_layer_traffic(nodes_of(gpu_of), traffic_options(layer, sample));
 
     MoeLayerCost cost;
     // Expert compute. With expert-TP, the etp ranks that share an expert shard (the same ep_idx in the EP groups
